@@ -1,0 +1,1 @@
+"""Pure engine of Landslide Mapper: numpy, rasterio, torch. Never imports qgis or PyQt."""
