@@ -1,0 +1,203 @@
+"""Pre/post change stacks: the band naming catalogue, the study presets, and windowed stack building.
+
+A stack band is named by the catalogue (`pre_VV`, `post_B04`, `dNDVI`, `slope`) and computed from input rasters whose
+bands carry catalogue descriptions. Inputs on other grids are reprojected onto the reference grid (the first
+pre-event raster) window by window.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import raster
+from .errors import InputError
+from .progress import Progress, check_canceled, or_null
+
+S2_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
+S1_BANDS = ["VV", "VH"]
+TERRAIN_BANDS = ["elevation", "slope", "aspect", "hillshade", "TPI", "roughness"]
+
+# What each catalogue name means, for help texts and the model card.
+CATALOGUE = {
+    **{b: f"Sentinel-2 band {b} reflectance" for b in S2_BANDS},
+    "SCL": "Sentinel-2 scene classification",
+    "NDVI": "Normalised difference vegetation index (B08−B04)/(B08+B04)",
+    "VV": "Sentinel-1 VV backscatter (dB)",
+    "VH": "Sentinel-1 VH backscatter (dB)",
+    "dNDVI": "NDVI change, post − pre (vegetation loss is negative)",
+    "dVV": "VV backscatter change, post − pre (dB)",
+    "dVH": "VH backscatter change, post − pre (dB)",
+    "elevation": "Elevation (m)",
+    "slope": "Slope (degrees)",
+    "aspect": "Aspect (degrees from north)",
+    "hillshade": "Hillshade",
+    "TPI": "Topographic position index (m)",
+    "roughness": "Terrain roughness (m)",
+}
+
+PRESETS: dict[str, list[str]] = {
+    "setting1": [f"post_{b}" for b in S2_BANDS],
+    "setting2": ["pre_VV", "post_VV", "dNDVI"],
+    "setting3": ["pre_VV", "post_VV"],
+    "setting4": ["post_B02", "post_B03", "post_B04", "post_B08", "dNDVI"],
+    "s1_all": ["pre_VV", "post_VV", "dVV", "pre_VH", "post_VH", "dVH"],
+    "s2": ["post_B02", "post_B03", "post_B04", "post_B08", "dNDVI"],
+}
+
+
+def describe_band(name: str) -> str:
+    """Human meaning of a stack band name such as `pre_VV` or `dNDVI`."""
+    for prefix, when in (("pre_", "before the event"), ("post_", "after the event")):
+        if name.startswith(prefix):
+            base = name[len(prefix):]
+            return f"{CATALOGUE.get(base, base)}, {when}"
+    return CATALOGUE.get(name, name)
+
+
+def resolve_bands(preset_or_bands: str | Sequence[str]) -> list[str]:
+    """Band list from a preset name, a comma-separated list, or a list of names."""
+    if isinstance(preset_or_bands, str):
+        key = preset_or_bands.strip()
+        if key in PRESETS:
+            return list(PRESETS[key])
+        names = [b.strip() for b in key.split(",") if b.strip()]
+    else:
+        names = [b.strip() for b in preset_or_bands if b.strip()]
+    if not names:
+        raise InputError(f"No bands given: choose a preset ({', '.join(PRESETS)}) or list band names.")
+    for n in names:
+        _parse(n)  # validates
+    return names
+
+
+def _parse(name: str) -> tuple[str, str]:
+    """Split a stack band name into (kind, base): kind is 'pre', 'post', 'diff' or 'terrain'."""
+    if name in TERRAIN_BANDS:
+        return "terrain", name
+    for kind in ("pre", "post"):
+        if name.startswith(kind + "_"):
+            base = name[len(kind) + 1:]
+            if base in S2_BANDS + S1_BANDS + ["NDVI", "SCL"]:
+                return kind, base
+    if name.startswith("d") and name[1:] in S2_BANDS + S1_BANDS + ["NDVI"]:
+        return "diff", name[1:]
+    raise InputError(
+        f"Unknown stack band '{name}'. Use pre_<band>, post_<band> or d<band> with a Sentinel band "
+        f"({', '.join(S1_BANDS)}, B02…B12, NDVI) or a terrain band ({', '.join(TERRAIN_BANDS)})."
+    )
+
+
+@dataclass
+class _Source:
+    path: str
+    dataset: object  # an open rasterio dataset on the reference grid
+    names: list[str]
+
+
+class _BandReader:
+    """Finds catalogue bands among the inputs of one epoch and reads them per window, NDVI derived if absent."""
+
+    def __init__(self, sources: list[_Source], epoch: str):
+        self.sources, self.epoch = sources, epoch
+
+    def _find(self, base: str):
+        for s in self.sources:
+            for i, n in enumerate(s.names, start=1):
+                if n.lower() == base.lower():
+                    return s, i
+        return None
+
+    def has(self, base: str) -> bool:
+        return self._find(base) is not None or (base == "NDVI" and self.has("B08") and self.has("B04"))
+
+    def read(self, base: str, window) -> np.ndarray:
+        found = self._find(base)
+        if found is not None:
+            src, idx = found
+            return raster.read_float(src.dataset, idx, window)
+        if base == "NDVI" and self.has("B08") and self.has("B04"):
+            nir, red = self.read("B08", window), self.read("B04", window)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ndvi = (nir - red) / (nir + red)
+            return np.where(np.isfinite(ndvi), ndvi, np.nan).astype(np.float32)
+        available = sorted({n for s in self.sources for n in s.names})
+        files = ", ".join(os.path.basename(s.path) for s in self.sources) or "none given"
+        raise InputError(
+            f"Band '{base}' is needed from the {self.epoch} rasters ({files}) but none of them has it; "
+            f"bands found: {', '.join(available) or 'none'}."
+        )
+
+
+def build_change_stack(
+    pre: Sequence[str | os.PathLike],
+    post: Sequence[str | os.PathLike],
+    out_path: str | os.PathLike,
+    bands: str | Sequence[str] = "setting2",
+    terrain: Sequence[str | os.PathLike] = (),
+    extent: Sequence[float] | None = None,
+    block: int = raster.DEFAULT_BLOCK,
+    progress: Progress | None = None,
+) -> Path:
+    """Write a Float32 stack of catalogue bands (nodata NaN) on the grid of the first pre-event raster.
+
+    `extent` (xmin, ymin, xmax, ymax in the reference CRS) crops the output to a sub-window of that grid.
+    """
+    progress = or_null(progress)
+    names = resolve_bands(bands)
+    if not pre:
+        raise InputError("At least one pre-event raster is needed (it defines the output grid).")
+    needs_post = any(_parse(n)[0] in ("post", "diff") for n in names)
+    if needs_post and not post:
+        raise InputError(f"Bands {', '.join(names)} need post-event rasters, but none were given.")
+    with ExitStack() as stack:
+        reference = stack.enter_context(raster.open_raster(pre[0]))
+        if reference.crs is None:
+            raise InputError(f"Raster '{pre[0]}' has no CRS; the output grid needs one.")
+        window = raster.window_from_extent(reference, extent)
+
+        def open_all(paths):
+            out = []
+            for p in paths:
+                ds = stack.enter_context(raster.open_raster(p))
+                view = stack.enter_context(raster.aligned(ds, reference))
+                out.append(_Source(str(p), view, raster.band_names(ds)))
+            return out
+
+        readers = {"pre": _BandReader(open_all(pre), "pre-event"), "post": _BandReader(open_all(post), "post-event"),
+                   "terrain": _BandReader(open_all(terrain), "terrain")}
+        # Fail before writing anything if a band cannot be found.
+        for n in names:
+            kind, base = _parse(n)
+            for k in (("pre", "post") if kind == "diff" else (kind,)):
+                if not readers[k].has(base):
+                    readers[k].read(base, None)  # raises the explanatory InputError
+        transform = reference.window_transform(window)
+        width, height = int(window.width), int(window.height)
+        n_windows = raster.count_windows(width, height, block)
+        with raster.create_raster(out_path, width=width, height=height, crs=reference.crs, transform=transform,
+                                  dtype="float32", descriptions=names, nodata=np.nan,
+                                  tags={"LANDSLIDE_MAPPER": "change_stack", "BANDS": ",".join(names)}) as dst:
+            for k, win in enumerate(raster.block_windows(width, height, block)):
+                check_canceled(progress)
+                src_win = win.__class__(win.col_off + window.col_off, win.row_off + window.row_off,
+                                        win.width, win.height)
+                cache: dict[tuple[str, str], np.ndarray] = {}
+
+                def get(kind, base):
+                    if (kind, base) not in cache:
+                        cache[(kind, base)] = readers[kind].read(base, src_win)
+                    return cache[(kind, base)]
+
+                out = np.empty((len(names), int(win.height), int(win.width)), dtype=np.float32)
+                for i, n in enumerate(names):
+                    kind, base = _parse(n)
+                    out[i] = get("post", base) - get("pre", base) if kind == "diff" else get(kind, base)
+                dst.write(out, window=win)
+                progress.set_progress(100.0 * (k + 1) / n_windows)
+    progress.log(f"Change stack written: {out_path} ({width}×{height} px, bands {', '.join(names)})")
+    return Path(out_path)

@@ -1,0 +1,1 @@
+"""Model architectures, losses and the `.lmpkg` model package format of Landslide Mapper (no QGIS imports)."""

@@ -1,0 +1,221 @@
+"""The model package (.lmpkg): a zip of model.json + safetensors weights, never pickle.
+
+Reading validates everything a prediction relies on and refuses with a message a person can act on.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import zipfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..core.errors import InputError
+from ..core.raster import atomic_output
+from .registry import ARCHITECTURES, create_model
+
+SCHEMA_VERSION = 1
+MANIFEST = "model.json"
+REQUIRED = ["schema_version", "task", "input_bands", "normalization", "tile_size", "threshold", "classes", "members"]
+FORBIDDEN_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt", ".npy")
+
+
+@dataclass
+class ModelPackage:
+    path: Path
+    manifest: dict
+    networks: list[torch.nn.Module]  # one network per ensemble member, weights loaded, in manifest order
+
+    @property
+    def input_bands(self) -> list[str]:
+        return list(self.manifest["input_bands"])
+
+    @property
+    def threshold(self) -> float:
+        return float(self.manifest["threshold"])
+
+    @property
+    def tile_size(self) -> int:
+        return int(self.manifest["tile_size"])
+
+    def normalization(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-band mean and std in input-band order."""
+        norm = self.manifest["normalization"]
+        mean = np.array([norm[b]["mean"] for b in self.input_bands], dtype=np.float32)
+        std = np.array([norm[b]["std"] for b in self.input_bands], dtype=np.float32)
+        return mean, np.where(std > 0, std, 1.0).astype(np.float32)
+
+    def members(self, device: str | torch.device = "cpu") -> list[tuple[torch.nn.Module, float]]:
+        """Each member network on `device`, in eval mode, with its ensemble weight."""
+        return [(net.to(device).eval(), float(member.get("weight", 1.0)))
+                for member, net in zip(self.manifest["members"], self.networks)]
+
+
+def _build(member: dict, in_channels: int) -> torch.nn.Module:
+    return create_model(member["architecture"], member["encoder"], in_channels,
+                        classes=int(member.get("out_channels", 1)), **member.get("model_kwargs", {}))
+
+
+def software_versions() -> dict:
+    import segmentation_models_pytorch as smp
+
+    from .. import core
+
+    meta = Path(core.__file__).resolve().parent.parent / "metadata.txt"
+    version = "unknown"
+    if meta.exists():
+        for line in meta.read_text().splitlines():
+            if line.startswith("version="):
+                version = line.split("=", 1)[1].strip()
+    return {"landslide_mapper": version, "python": platform.python_version(), "torch": torch.__version__,
+            "segmentation_models_pytorch": smp.__version__, "numpy": np.__version__}
+
+
+def make_manifest(*, members: Sequence[dict], input_bands: Sequence[str], band_stats: Sequence[dict],
+                  tile_size: int, threshold: float, classes: Sequence[dict], pixel_size=None, crs_wkt=None,
+                  overlap: int | None = None, validation_metrics: dict | None = None, training: dict | None = None,
+                  provenance: dict | None = None) -> dict:
+    """model.json contents; `members` entries: architecture, encoder, model_kwargs, weights (file), weight."""
+    stats = {s["name"]: {k: v for k, v in s.items() if k != "name"} for s in band_stats}
+    first = members[0]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "task": "binary_segmentation",
+        "architecture": first["architecture"] if len(members) == 1 else "ensemble",
+        "encoder": first["encoder"],
+        "in_channels": len(input_bands),
+        "out_channels": 1,
+        "input_bands": list(input_bands),
+        "normalization": {b: stats[b] for b in input_bands},
+        "pixel_size": list(pixel_size) if pixel_size is not None else None,
+        "crs": crs_wkt,
+        "tile_size": int(tile_size),
+        "overlap": int(overlap if overlap is not None else tile_size // 4),
+        "classes": list(classes),
+        "threshold": float(threshold),
+        "validation_metrics": validation_metrics or {},
+        "members": [dict(m) for m in members],
+        "training": training or {},
+        "provenance": {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                       "software": software_versions(), **(provenance or {})},
+    }
+
+
+def write_package(path: str | os.PathLike, manifest: dict, member_weights: Sequence[dict]) -> Path:
+    """Write a .lmpkg (temp file, then rename); weights as safetensors, one file per member."""
+    from safetensors.torch import save
+
+    if len(member_weights) != len(manifest["members"]):
+        raise ValueError("one state dict per manifest member is needed")
+    with atomic_output(path) as tmp:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr(MANIFEST, json.dumps(manifest, indent=2))
+            for member, state in zip(manifest["members"], member_weights):
+                tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+                zf.writestr(member["weights"], save(tensors))
+    return Path(path)
+
+
+def read_package(path: str | os.PathLike) -> ModelPackage:
+    """Open and validate a package; every refusal names the file and what is wrong."""
+    from safetensors.torch import load
+
+    path = Path(path)
+    name = path.name
+    if not path.exists():
+        raise InputError(f"Model package '{path}' does not exist.")
+    if not zipfile.is_zipfile(path):
+        raise InputError(f"'{name}' is not a Landslide Mapper model package (.lmpkg is a zip file).")
+    with zipfile.ZipFile(path) as zf:
+        entries = zf.namelist()
+        for entry in entries:
+            p = PurePosixPath(entry.replace("\\", "/"))
+            if p.is_absolute() or ".." in p.parts:
+                raise InputError(f"Model package '{name}' contains an unsafe path '{entry}'; refusing to read it.")
+            if entry.lower().endswith(FORBIDDEN_SUFFIXES):
+                raise InputError(f"Model package '{name}' contains '{entry}', a pickle-style file that could run "
+                                 f"code; only safetensors weights are accepted.")
+        if MANIFEST not in entries:
+            raise InputError(f"Model package '{name}' has no {MANIFEST}.")
+        try:
+            manifest = json.loads(zf.read(MANIFEST))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InputError(f"{MANIFEST} in '{name}' is not valid JSON: {exc}") from None
+        _validate_manifest(manifest, name)
+        networks = []
+        for member in manifest["members"]:
+            wname = member.get("weights", "")
+            if wname not in entries:
+                raise InputError(f"Model package '{name}' lists weights '{wname}' that are not in the zip.")
+            try:
+                state = load(zf.read(wname))
+            except Exception as exc:  # noqa: BLE001
+                raise InputError(f"Weights '{wname}' in '{name}' are not a valid safetensors file: {exc}") from None
+            net = _build(member, len(manifest["input_bands"]))
+            try:
+                net.load_state_dict(state)
+            except RuntimeError as exc:
+                first = str(exc).splitlines()[0]
+                raise InputError(f"Weights '{wname}' in '{name}' do not fit a {member['architecture']}/"
+                                 f"{member['encoder']} network with {len(manifest['input_bands'])} input bands "
+                                 f"({first}).") from None
+            networks.append(net)
+    return ModelPackage(path, manifest, networks)
+
+
+def _validate_manifest(m: dict, name: str) -> None:
+    missing = [k for k in REQUIRED if k not in m]
+    if missing:
+        raise InputError(f"{MANIFEST} in '{name}' lacks {', '.join(missing)}.")
+    if m["schema_version"] > SCHEMA_VERSION:
+        raise InputError(f"'{name}' was written by a newer Landslide Mapper (schema {m['schema_version']}); "
+                         f"update the plugin.")
+    bands = m["input_bands"]
+    if not bands:
+        raise InputError(f"'{name}' declares no input bands.")
+    lacking = [b for b in bands if b not in m["normalization"] or "mean" not in m["normalization"][b]
+               or "std" not in m["normalization"][b]]
+    if lacking:
+        raise InputError(f"'{name}' has no normalisation statistics for band(s) {', '.join(lacking)}.")
+    if not m["members"]:
+        raise InputError(f"'{name}' lists no network weights.")
+    for member in m["members"]:
+        if member.get("architecture") not in ARCHITECTURES:
+            raise InputError(f"'{name}' uses unknown architecture '{member.get('architecture')}'; this plugin "
+                             f"knows {', '.join(ARCHITECTURES)}.")
+
+
+def match_bands(package: ModelPackage, raster_bands: Sequence[str], source: str) -> list[int]:
+    """1-based raster band indexes feeding the package's inputs, matched by band name."""
+    lower = [b.lower() for b in raster_bands]
+    missing = [b for b in package.input_bands if b.lower() not in lower]
+    if missing:
+        raise InputError(
+            f"Raster '{source}' lacks band(s) {', '.join(missing)} that model '{package.path.name}' needs "
+            f"(it expects {', '.join(package.input_bands)}; the raster has {', '.join(raster_bands)})."
+        )
+    return [lower.index(b.lower()) + 1 for b in package.input_bands]
+
+
+def describe(package: ModelPackage) -> str:
+    """A human summary of a package (model card)."""
+    from ..core.stack import describe_band
+
+    m = package.manifest
+    lines = [f"Model package: {package.path.name}",
+             f"Network: {m.get('architecture')} / encoder {m.get('encoder')} ({len(m['members'])} member(s))",
+             "Input bands:"]
+    lines += [f"  {i}. {b} — {describe_band(b)}" for i, b in enumerate(m["input_bands"], start=1)]
+    if m.get("pixel_size"):
+        lines.append(f"Training pixel size: {m['pixel_size'][0]:g} × {m['pixel_size'][1]:g}")
+    lines.append(f"Tile size: {m['tile_size']} px, decision threshold {m['threshold']:.2f}")
+    vm = m.get("validation_metrics") or {}
+    if vm:
+        lines.append("Validation: " + ", ".join(f"{k} {v:.3f}" for k, v in vm.items() if isinstance(v, float)))
+    return "\n".join(lines)
