@@ -85,8 +85,9 @@ def window_from_extent(src, extent: Sequence[float] | None, what: str = "extent"
             f"'{src.name}' (bounds {tuple(round(b, 2) for b in src.bounds)})."
         )
     win = rasterio.windows.from_bounds(xmin, ymin, xmax, ymax, transform=src.transform)
-    win = win.round_offsets(op="floor").round_lengths(op="ceil")
-    win = win.intersection(full)
+    col0, row0 = math.floor(win.col_off + 1e-9), math.floor(win.row_off + 1e-9)
+    col1, row1 = math.ceil(win.col_off + win.width - 1e-9), math.ceil(win.row_off + win.height - 1e-9)
+    win = Window(col0, row0, col1 - col0, row1 - row0).intersection(full)
     if win.width < 1 or win.height < 1:
         raise InputError(f"The {what} covers less than one pixel of raster '{src.name}'.")
     return Window(int(win.col_off), int(win.row_off), int(win.width), int(win.height))

@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+import rasterio
+
+from landslide_mapper.core.errors import Canceled, InputError
+from landslide_mapper.core.predict import blend_weights, sliding_window_predict, tile_positions
+from landslide_mapper.models.package import read_package
+
+BANDS = ["pre_VV", "post_VV", "dNDVI"]
+
+
+@pytest.fixture
+def stack(tmp_path, raster_writer):
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(3, 150, 170)).astype(np.float32)
+    data[:, 10:20, 30:45] = np.nan  # a nodata hole
+    return raster_writer(tmp_path / "stack.tif", data, BANDS, nodata=np.nan)
+
+
+def test_tile_positions_cover_raster_to_the_edge():
+    assert tile_positions(150, 64, 48) == [0, 48, 86]
+    assert tile_positions(40, 64, 48) == [0]
+
+
+def test_blend_weights_never_zero_and_peak_in_centre():
+    w = blend_weights(64, 16)
+    assert w.min() > 0
+    assert w[32, 32] == pytest.approx(1.0)
+    assert w[0, 0] < w[8, 8] < w[32, 32]
+
+
+def test_constant_model_gives_constant_output_across_tile_seams(tmp_path, stack, package_factory):
+    pkg = read_package(package_factory(tmp_path / "c.lmpkg", BANDS, logit=1.0, tile_size=64))
+    result = sliding_window_predict(pkg, stack, tmp_path / "p.tif", tmp_path / "m.tif", overlap=16)
+    with rasterio.open(result.probability) as p:
+        prob = p.read(1)
+    valid = np.isfinite(prob)
+    expected = 1 / (1 + np.exp(-1.0))
+    np.testing.assert_allclose(prob[valid], expected, atol=1e-5)
+    assert valid.sum() == 150 * 170 - 10 * 15
+
+
+def test_nodata_in_gives_nodata_out_and_georeferencing_is_kept(tmp_path, stack, package_factory):
+    pkg = read_package(package_factory(tmp_path / "c.lmpkg", BANDS, logit=-2.0, tile_size=64))
+    sliding_window_predict(pkg, stack, tmp_path / "p.tif", tmp_path / "m.tif")
+    with rasterio.open(stack) as s, rasterio.open(tmp_path / "p.tif") as p, rasterio.open(tmp_path / "m.tif") as m:
+        assert p.crs == s.crs and p.transform == s.transform and (p.width, p.height) == (s.width, s.height)
+        prob, mask = p.read(1), m.read(1)
+        assert np.isnan(prob[10:20, 30:45]).all()
+        assert (mask[10:20, 30:45] == 255).all()
+        assert (mask[50:, 50:] == 0).all()  # sigmoid(-2) < threshold 0.5
+        assert p.descriptions == ("landslide_probability",)
+
+
+def test_extent_predicts_a_sub_window_with_matching_transform(tmp_path, stack, package_factory):
+    pkg = read_package(package_factory(tmp_path / "c.lmpkg", BANDS, tile_size=64))
+    extent = (400000 + 500, 6800000 - 1200, 400000 + 1500, 6800000 - 200)  # cols 50..150, rows 20..120
+    sliding_window_predict(pkg, stack, tmp_path / "p.tif", extent=extent)
+    with rasterio.open(tmp_path / "p.tif") as p:
+        assert (p.width, p.height) == (100, 100)
+        assert p.transform.c == 400500 and p.transform.f == 6800000 - 200
+
+
+def test_missing_band_is_refused_and_leaves_no_file(tmp_path, raster_writer, package_factory):
+    path = raster_writer(tmp_path / "s.tif", np.zeros((2, 64, 64), np.float32), ["pre_VV", "post_VV"])
+    pkg = read_package(package_factory(tmp_path / "c.lmpkg", BANDS, tile_size=64))
+    with pytest.raises(InputError, match="lacks band.*dNDVI"):
+        sliding_window_predict(pkg, path, tmp_path / "p.tif")
+    assert not (tmp_path / "p.tif").exists()
+
+
+def test_cancel_stops_and_leaves_no_partial_output(tmp_path, stack, package_factory):
+    pkg = read_package(package_factory(tmp_path / "c.lmpkg", BANDS, tile_size=64))
+
+    class CancelAfterFirstBatch:
+        calls = 0
+
+        def set_progress(self, p):
+            pass
+
+        def log(self, m):
+            pass
+
+        def is_canceled(self):
+            self.calls += 1
+            return self.calls > 2
+
+    with pytest.raises(Canceled):
+        sliding_window_predict(pkg, stack, tmp_path / "p.tif", tmp_path / "m.tif", progress=CancelAfterFirstBatch())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.lmpkg", "stack.tif"]
+
+
+def test_pixel_size_far_from_training_is_refused(tmp_path, stack, package_factory):
+    pkg = read_package(package_factory(tmp_path / "c.lmpkg", BANDS, tile_size=64, pixel_size=(30.0, 30.0)))
+    with pytest.raises(InputError, match="trained on 30 m pixels"):
+        sliding_window_predict(pkg, stack, tmp_path / "p.tif")
