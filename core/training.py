@@ -195,7 +195,7 @@ def train_model(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            epoch_loss += float(loss)
+            epoch_loss += float(loss.detach())
             step += 1
             progress.set_progress(100.0 * step / total_steps)
         val = validate(model, x_val, y_val, v_val, loss_fn, device, config.batch_size * 2)

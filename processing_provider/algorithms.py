@@ -1,3 +1,16 @@
-"""Every algorithm class the provider offers (placeholder until the lead writes the algorithms)."""
+"""Every algorithm the provider offers, in toolbox order. Ids are stable API (DESIGN.md)."""
+from .alg_change_stack import ChangeStackAlgorithm
+from .alg_evaluate import EvaluateAlgorithm
+from .alg_export_chips import ExportChipsAlgorithm
+from .alg_predict import PredictAlgorithm
+from .alg_simulate_event import SimulateEventAlgorithm
+from .alg_train import TrainAlgorithm
 
-ALGORITHMS = []
+ALGORITHMS = [
+    SimulateEventAlgorithm,
+    ChangeStackAlgorithm,
+    ExportChipsAlgorithm,
+    TrainAlgorithm,
+    PredictAlgorithm,
+    EvaluateAlgorithm,
+]

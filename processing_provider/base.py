@@ -36,21 +36,39 @@ class FeedbackProgress:
         return self.feedback is not None and self.feedback.isCanceled()
 
 
-class StylePostProcessor(QgsProcessingLayerPostProcessorInterface):
-    """Applies a QML style from ui/styles to an output layer once QGIS has loaded it."""
+# Stack bands worth showing first, with their style: vegetation loss, then SAR change.
+STACK_STYLES = [("dNDVI", "dndvi.qml"), ("dVH", "sar_change.qml"), ("dVV", "sar_change.qml")]
 
-    def __init__(self, qml: str):
+
+def apply_style(layer, qml: str | None) -> None:
+    """Style a layer from ui/styles; `None` on a change stack picks its dNDVI or SAR-change band."""
+    if qml is None and isinstance(layer, QgsRasterLayer):
+        # QGIS shows bands as "Band 3: dNDVI": the part after the colon is our catalogue name.
+        names = [layer.bandName(i).split(": ", 1)[-1] for i in range(1, layer.bandCount() + 1)]
+        for band, style in STACK_STYLES:
+            if band in names:
+                layer.loadNamedStyle(str(STYLES / style))
+                layer.renderer().setBand(names.index(band) + 1)
+                break
+    elif qml is not None:
+        layer.loadNamedStyle(str(STYLES / qml))
+    layer.triggerRepaint()
+
+
+class StylePostProcessor(QgsProcessingLayerPostProcessorInterface):
+    """Applies a style from ui/styles to an output layer once QGIS has loaded it."""
+
+    def __init__(self, qml: str | None):
         super().__init__()
         self.qml = qml
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (Qt naming)
         if isinstance(layer, (QgsRasterLayer, QgsVectorLayer)):
-            layer.loadNamedStyle(str(STYLES / self.qml))
-            layer.triggerRepaint()
+            apply_style(layer, self.qml)
 
 
 class LandslideAlgorithm(QgsProcessingAlgorithm):
-    """Base class: subclasses declare parameters and implement `run()` as one call into core/.
+    """Base class: subclasses declare parameters and implement `compute()` as one call into core/.
 
     Core's InputError becomes a QgsProcessingException with the same person-readable message, and a cancel
     becomes a clean stop; nothing else needs handling in the subclasses.
@@ -86,18 +104,47 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
 
     def processAlgorithm(self, parameters, context: QgsProcessingContext, feedback: QgsProcessingFeedback):  # noqa: N802
         try:
-            return self.run(parameters, context, feedback, FeedbackProgress(feedback))
+            return self.compute(parameters, context, feedback, FeedbackProgress(feedback))
         except InputError as exc:
             raise QgsProcessingException(str(exc)) from None
         except Canceled:
             raise QgsProcessingException("Canceled by the user; no output was written.") from None
 
-    def run(self, parameters, context, feedback, progress) -> dict:
+    def compute(self, parameters, context, feedback, progress) -> dict:
         raise NotImplementedError
 
-    def style_output(self, context: QgsProcessingContext, layer_id: str, qml: str) -> None:
-        """Style an output with ui/styles/<qml> when it is loaded into the project (GUI runs)."""
+    def style_output(self, context: QgsProcessingContext, layer_id: str, qml: str | None) -> None:
+        """Style an output with ui/styles/<qml> (None: a change stack) when it is loaded into the project."""
         if context.willLoadLayerOnCompletion(layer_id):
             processor = StylePostProcessor(qml)
             self._post_processors.append(processor)
             context.layerToLoadOnCompletionDetails(layer_id).setPostProcessor(processor)
+
+
+DEVICES = ["auto", "cpu", "cuda"]
+
+
+def extent_or_none(alg: QgsProcessingAlgorithm, parameters, name: str, context, crs):
+    """The EXTENT parameter as (xmin, ymin, xmax, ymax) in `crs`, or None when it was left empty."""
+    if not parameters.get(name):
+        return None
+    rect = alg.parameterAsExtent(parameters, name, context, crs)
+    if rect is None or rect.isNull() or rect.isEmpty():
+        return None
+    return (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
+
+
+def layer_file(layer, what: str) -> tuple[str, str | None]:
+    """(file path, sub-layer name) behind a file-based layer; a clear error for database/web layers."""
+    from qgis.core import QgsProviderRegistry
+
+    if layer is None:
+        raise QgsProcessingException(f"The {what} layer is missing or could not be loaded.")
+    provider = layer.providerType() if hasattr(layer, "providerType") else layer.dataProvider().name()
+    parts = QgsProviderRegistry.instance().decodeUri(provider, layer.source())
+    path = parts.get("path") or layer.source()
+    if not Path(path).exists():
+        raise QgsProcessingException(
+            f"The {what} layer '{layer.name()}' is not a local file ({layer.source()}); save it to a file first."
+        )
+    return path, parts.get("layerName") or None
