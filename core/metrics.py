@@ -161,3 +161,59 @@ def format_metrics(m: dict) -> str:
 
     return (f"Precision {f(m['precision'])}  Recall {f(m['recall'])}  F1 {f(m['f1'])}  MCC {f(m['mcc'])}  "
             f"IoU {f(m['iou'])}  (TP {m['tp']}, FP {m['fp']}, FN {m['fn']}, TN {m['tn']})")
+
+
+# When several pixels fall into one screen cell, show the most telling: misses and false alarms over hits over TN.
+_PRIORITY = np.array([0, 2, 3, 4, 1], dtype=np.uint8)  # indexed by code NODATA, TP, FP, FN, TN
+_FROM_PRIORITY = np.array([NODATA, TN, TP, FP, FN], dtype=np.uint8)
+
+
+def _decimate_codes(path, max_pixels: int) -> np.ndarray:
+    """Confusion codes reduced by an integer factor, strip by strip, keeping small objects visible."""
+    with raster.open_raster(path) as src:
+        f = max(1, int(np.ceil(max(src.width, src.height) / max_pixels)))
+        out_h, out_w = -(-src.height // f), -(-src.width // f)
+        out = np.zeros((out_h, out_w), dtype=np.uint8)
+        rows_per_strip = f * max(1, 1024 // f)
+        for row in range(0, src.height, rows_per_strip):
+            h = min(rows_per_strip, src.height - row)
+            block = _PRIORITY[src.read(1, window=((row, row + h), (0, src.width)))]
+            ph, pw = -(-h // f) * f, out_w * f
+            padded = np.zeros((ph, pw), dtype=np.uint8)
+            padded[:h, :src.width] = block
+            reduced = padded.reshape(ph // f, f, out_w, f).max(axis=(1, 3))
+            out[row // f: row // f + reduced.shape[0]] = reduced
+    return _FROM_PRIORITY[out]
+
+
+CONFUSION_COLOURS = {TP: "#1a9641", FP: "#d7191c", FN: "#2c7bb6", TN: "#e6e6e6", NODATA: "#ffffff"}
+
+
+def plot_confusion_map(confusion_path: str | os.PathLike, png_path: str | os.PathLike, metrics: dict | None = None,
+                       title: str = "Landslide map check", max_pixels: int = 1200) -> Path:
+    """PNG quick-look of a confusion map (TP green, FP red, FN blue, TN grey) with a legend and the scores.
+
+    The raster is read decimated (at most `max_pixels` on its long side), so any size is cheap to show.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    codes = _decimate_codes(confusion_path, max_pixels)
+    shape = codes.shape
+    cmap = ListedColormap([CONFUSION_COLOURS[k] for k in (NODATA, TP, FP, FN, TN)])
+    aspect = shape[0] / shape[1]
+    fig, ax = plt.subplots(figsize=(8, 8 * aspect) if aspect <= 1.5 else (12 / aspect + 0.5, 12), dpi=120)
+    ax.imshow(codes, cmap=cmap, vmin=-0.5, vmax=4.5, interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(title + ("\n" + format_metrics(metrics).split("  (")[0] if metrics else ""), fontsize=10)
+    handles = [Patch(color=CONFUSION_COLOURS[k], label=CONFUSION_NAMES[k]) for k in (TP, FP, FN, TN)]
+    handles.append(Patch(facecolor="white", edgecolor="#999999", label="no data (e.g. cloud)"))
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=3, frameon=False)
+    with raster.atomic_output(png_path) as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return Path(png_path)

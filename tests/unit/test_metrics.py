@@ -116,3 +116,18 @@ def test_non_overlapping_truth_raster_is_refused(tmp_path, truth_and_prediction,
     with pytest.raises(InputError, match="does not overlap"):
         evaluate_prediction(p, far, tmp_path / "c.tif")
     assert not (tmp_path / "c.tif").exists()
+
+
+def test_confusion_quicklook_png_keeps_small_objects_visible(tmp_path, raster_writer):
+    from landslide_mapper.core.metrics import _decimate_codes, plot_confusion_map
+
+    codes = np.full((3000, 1500), 4, np.uint8)
+    codes[100, 100] = 3  # a single missed pixel
+    codes[2000:2002, 700:702] = 2
+    path = raster_writer(tmp_path / "c.tif", codes, ["confusion"], nodata=0)
+    small = _decimate_codes(path, 600)
+    assert small.shape == (600, 300)
+    assert (small == 3).sum() == 1 and (small == 2).sum() >= 1
+    png = plot_confusion_map(path, tmp_path / "c.png", {"precision": 0.5, "recall": None, "f1": 0.1, "mcc": 0.0,
+                                                          "iou": 0.2, "tp": 1, "fp": 2, "fn": 3, "tn": 4})
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
