@@ -1,0 +1,186 @@
+"""The plugin as QGIS loads it: classFactory → initGui → provider and menus present → unload → nothing left."""
+from __future__ import annotations
+
+import configparser
+import re
+from pathlib import Path
+
+import pytest
+from qgis.core import QgsApplication
+from qgis.PyQt.QtCore import QEvent
+from qgis.PyQt.QtWidgets import QAction, QToolBar
+
+import landslide_mapper
+from landslide_mapper.processing_provider.algorithms import ALGORITHMS
+from landslide_mapper.processing_provider.provider import LandslideMapperProvider
+
+PROVIDER_ID = "landslide_mapper"
+REQUIRED_METADATA = ("name", "qgisMinimumVersion", "description", "about", "version", "author", "email",
+                     "repository", "tracker", "homepage", "category", "icon", "tags", "experimental",
+                     "hasProcessingProvider")
+
+
+def _process_events():
+    QgsApplication.processEvents()
+    QgsApplication.sendPostedEvents(None, QEvent.DeferredDelete)  # really delete the deleteLater()'d objects
+
+
+@pytest.fixture
+def no_registered_provider(qgis_processing):
+    """Start without a landslide_mapper provider (another fixture may have registered one), restore it after."""
+    registry = QgsApplication.processingRegistry()
+    had_one = registry.providerById(PROVIDER_ID) is not None
+    if had_one:
+        registry.removeProvider(PROVIDER_ID)
+    yield registry
+    if had_one and registry.providerById(PROVIDER_ID) is None:
+        registry.addProvider(LandslideMapperProvider())
+
+
+@pytest.fixture
+def loaded_plugin(qgis_iface, no_registered_provider):
+    qgis_iface.addPluginToRasterMenu.reset_mock()
+    qgis_iface.removePluginRasterMenu.reset_mock()
+    plugin = landslide_mapper.classFactory(qgis_iface)
+    plugin.initGui()
+    yield plugin
+    plugin.unload()  # idempotent; the test may have unloaded already
+
+
+def test_package_imports_under_its_plugin_name_from_any_checkout_folder():
+    assert landslide_mapper.__name__ == "landslide_mapper"
+    assert Path(landslide_mapper.__file__).resolve().parent == Path(__file__).resolve().parents[2]
+
+
+def test_metadata_has_the_keys_the_plugin_manager_needs(repo_root):
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(repo_root / "metadata.txt", encoding="utf-8")
+    general = parser["general"]
+    missing = [key for key in REQUIRED_METADATA if not general.get(key, "").strip()]
+    assert not missing, f"metadata.txt lacks {missing}"
+    assert general["name"] == "Landslide Mapper"
+    assert general["qgisMinimumVersion"] == "3.22"
+    assert general["category"] == "Raster"
+    assert general["hasProcessingProvider"] == "yes"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", general["version"])
+    assert (repo_root / general["icon"]).is_file()
+
+
+def test_init_gui_registers_provider_with_every_algorithm(loaded_plugin):
+    provider = QgsApplication.processingRegistry().providerById(PROVIDER_ID)
+    assert provider is not None
+    ids = sorted(alg.id() for alg in provider.algorithms())
+    assert ids == sorted(f"{PROVIDER_ID}:{cls().name()}" for cls in ALGORITHMS)
+    assert len(ids) == len(set(ids)), "duplicate algorithm ids"
+
+
+def test_init_gui_adds_raster_menu_and_toolbar(loaded_plugin, qgis_iface):
+    menu_actions = [call.args[1] for call in qgis_iface.addPluginToRasterMenu.call_args_list]
+    assert {call.args[0] for call in qgis_iface.addPluginToRasterMenu.call_args_list} == {"&Landslide Mapper"}
+    texts = [a.text() for a in menu_actions]
+    assert "Open Landslide Mapper tools" in texts and "Help" in texts
+    # one entry per algorithm besides the two fixed ones
+    assert len(menu_actions) == 2 + len(ALGORITHMS)
+    toolbars = qgis_iface.mainWindow().findChildren(QToolBar, "LandslideMapperToolbar")
+    assert len(toolbars) == 1
+    assert [a.text() for a in toolbars[0].actions()] == ["Open Landslide Mapper tools", "Help"]
+
+
+def test_unload_removes_provider_menu_entries_and_toolbar(loaded_plugin, qgis_iface):
+    added = [call.args[1] for call in qgis_iface.addPluginToRasterMenu.call_args_list]
+    loaded_plugin.unload()
+    _process_events()
+
+    assert QgsApplication.processingRegistry().providerById(PROVIDER_ID) is None
+    removed = [call.args[1] for call in qgis_iface.removePluginRasterMenu.call_args_list]
+    assert removed == added
+    assert loaded_plugin.actions == [] and loaded_plugin.toolbar is None
+    main_window = qgis_iface.mainWindow()
+    assert main_window.findChildren(QToolBar, "LandslideMapperToolbar") == []
+    assert [a for a in main_window.findChildren(QAction) if a.objectName().startswith("landslideMapper")] == []
+
+
+def test_reload_cycle_leaves_exactly_one_provider(qgis_iface, no_registered_provider):
+    for _ in range(2):
+        plugin = landslide_mapper.classFactory(qgis_iface)
+        plugin.initGui()
+        assert no_registered_provider.providerById(PROVIDER_ID) is not None
+        plugin.unload()
+        _process_events()
+        assert no_registered_provider.providerById(PROVIDER_ID) is None
+
+
+def test_unload_leaves_a_provider_it_did_not_register(qgis_iface, landslide_provider):
+    plugin = landslide_mapper.classFactory(qgis_iface)
+    plugin.initGui()  # the id is taken: the registry refuses a second provider
+    plugin.unload()
+    assert QgsApplication.processingRegistry().providerById(PROVIDER_ID) is landslide_provider
+
+
+def test_help_points_at_the_readme(loaded_plugin):
+    from landslide_mapper.plugin import plugin as plugin_module
+
+    assert plugin_module.README.is_file()
+
+
+def test_open_tools_shows_the_processing_toolbox(loaded_plugin, monkeypatch):
+    from unittest.mock import MagicMock
+
+    from qgis import utils
+
+    processing_plugin = MagicMock()
+    monkeypatch.setitem(utils.plugins, "processing", processing_plugin)
+    loaded_plugin.open_tools()
+    processing_plugin.toolbox.setUserVisible.assert_called_once_with(True)
+
+
+def test_open_tools_without_processing_plugin_says_how_to_enable_it(loaded_plugin, qgis_iface, monkeypatch):
+    from qgis import utils
+    from qgis.core import Qgis
+
+    monkeypatch.delitem(utils.plugins, "processing", raising=False)
+    qgis_iface.messageBar().clear_messages()
+    loaded_plugin.open_tools()
+    warnings = qgis_iface.messageBar().get_messages(Qgis.Warning)
+    assert len(warnings) == 1 and "Processing" in warnings[0]
+
+
+TORCH_FREE_CHECK = r"""
+import importlib.abc, sys
+BLOCKED = {"torch", "torchvision", "segmentation_models_pytorch", "safetensors", "timm"}
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)")
+sys.meta_path.insert(0, Block())
+from qgis.core import QgsApplication
+app = QgsApplication([], False); app.initQgis()
+import landslide_mapper, landslide_mapper.plugin.plugin, landslide_mapper.ui
+from landslide_mapper.processing_provider.provider import LandslideMapperProvider
+from landslide_mapper.processing_provider.algorithms import ALGORITHMS
+provider = LandslideMapperProvider()
+assert QgsApplication.processingRegistry().addProvider(provider)
+assert len(provider.algorithms()) == len(ALGORITHMS), (len(provider.algorithms()), len(ALGORITHMS))
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
+assert not loaded, loaded
+print("OK", len(ALGORITHMS))
+"""
+
+
+def test_plugin_and_provider_load_without_torch(repo_root):
+    """Users without PyTorch still get the plugin and the toolbox entries; torch is imported when a step runs."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen",
+               PYTHONPATH=os.pathsep.join([str(repo_root / ".build" / "import"), "/usr/share/qgis/python/plugins"]))
+    result = subprocess.run([sys.executable, "-P", "-c", TORCH_FREE_CHECK], env=env, capture_output=True,
+                            text=True, timeout=120, cwd="/")
+    assert result.returncode == 0 and "OK" in result.stdout, result.stdout + result.stderr
+
+
+def test_readme_algorithm_table_marks_exactly_the_shipped_algorithms_available(repo_root):
+    rows = re.findall(r"^\| `([a-z0-9_]+)` \| (available|planned) \|", (repo_root / "README.md").read_text(), re.M)
+    available = {alg_id for alg_id, status in rows if status == "available"}
+    assert available == {cls().name() for cls in ALGORITHMS}, "update the README's algorithm table"

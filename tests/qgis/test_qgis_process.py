@@ -1,0 +1,92 @@
+"""The plugin as a headless user meets it: installed in a QGIS profile and driven by qgis_process.
+
+Fixtures `qgis_process_profile` and `run_qgis_process(args, profile)` come from tests/conftest.py; add algorithm
+runs like  run_qgis_process(["--json", "run", "landslide_mapper:evaluate", "--", "PREDICTION=…"], profile).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from landslide_mapper.processing_provider.algorithms import ALGORITHMS
+
+pytestmark = pytest.mark.qgis_process
+PROVIDER_ID = "landslide_mapper"
+
+
+def _listed_providers(result) -> dict:
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout)["providers"]
+
+
+def _expected_ids() -> set[str]:
+    return {f"{PROVIDER_ID}:{cls().name()}" for cls in ALGORITHMS}
+
+
+def _load_zip_builder(repo_root: Path):
+    spec = importlib.util.spec_from_file_location("build_zip", repo_root / "scripts" / "build_zip.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_enabled_plugin_lists_provider_and_every_algorithm(qgis_process_profile, run_qgis_process):
+    providers = _listed_providers(run_qgis_process(["--json", "list"], qgis_process_profile))
+    assert PROVIDER_ID in providers, f"provider missing; got {sorted(providers)}"
+    assert providers[PROVIDER_ID]["name"] == "Landslide Mapper"
+    assert set(providers[PROVIDER_ID]["algorithms"]) == _expected_ids()
+
+
+def test_plain_list_shows_provider_name(qgis_process_profile, run_qgis_process):
+    result = run_qgis_process(["list"], qgis_process_profile)
+    assert result.returncode == 0, result.stderr
+    assert "Landslide Mapper" in result.stdout
+
+
+def test_plugins_command_marks_plugin_as_enabled_provider(qgis_process_profile, run_qgis_process):
+    result = run_qgis_process(["plugins"], qgis_process_profile)
+    assert result.returncode == 0, result.stderr
+    assert any(line.split() == ["*", PROVIDER_ID] for line in result.stdout.splitlines()), result.stdout
+
+
+def test_provider_and_algorithms_listed_without_torch(qgis_process_profile, run_qgis_process):
+    """A QGIS without PyTorch still lists every algorithm; torch is needed only when a deep-learning step runs."""
+    providers = _listed_providers(run_qgis_process(["--json", "list"], qgis_process_profile, python_path=[]))
+    assert PROVIDER_ID in providers
+    assert set(providers[PROVIDER_ID]["algorithms"]) == _expected_ids()
+
+
+def test_zip_holds_plugin_files_only(repo_root, tmp_path):
+    builder = _load_zip_builder(repo_root)
+    archive = builder.build_zip(tmp_path / "landslide_mapper.zip", repo_root)
+    with zipfile.ZipFile(archive) as zf:
+        names = zf.namelist()
+    assert "landslide_mapper/metadata.txt" in names
+    assert "landslide_mapper/__init__.py" in names
+    assert "landslide_mapper/processing_provider/provider.py" in names
+    assert "landslide_mapper/ui/icons/landslide_mapper.svg" in names
+    assert all(n.startswith("landslide_mapper/") for n in names)
+    top = {n.split("/")[1] for n in names}
+    assert not top & {"tests", "scripts", ".venv", ".build", ".ci", ".git", "Makefile", "requirements.txt",
+                      "pytest.ini", ".gitignore", "demo_out", "bench_out"}, top
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+
+
+def test_unzipped_plugin_enables_and_lists_in_fresh_profile(repo_root, tmp_path, run_qgis_process):
+    builder = _load_zip_builder(repo_root)
+    archive = builder.build_zip(tmp_path / "landslide_mapper.zip", repo_root)
+    profile = tmp_path / "qgis"
+    plugins = profile / "profiles" / "default" / "python" / "plugins"
+    plugins.mkdir(parents=True)
+    with zipfile.ZipFile(archive) as zf:
+        zf.extractall(plugins)  # what QGIS's "Install from ZIP" does
+
+    enabled = run_qgis_process(["plugins", "enable", PROVIDER_ID], profile)
+    assert enabled.returncode == 0, enabled.stdout + enabled.stderr
+    assert "[PythonPlugins]" in (profile / "profiles" / "default" / "QGIS" / "QGIS3.ini").read_text()
+    providers = _listed_providers(run_qgis_process(["--json", "list"], profile))
+    assert set(providers[PROVIDER_ID]["algorithms"]) == _expected_ids()

@@ -1,0 +1,1 @@
+"""Dock widgets, dialogs, layer styles (styles/*.qml) and icons of Landslide Mapper; no engine code lives here."""
