@@ -26,6 +26,7 @@ QGIS_PROCESS_ENV = QT_QPA_PLATFORM=offscreen QGIS_CUSTOM_CONFIG_PATH="$(QGIS_CON
 
 RUN_ENV = QT_QPA_PLATFORM=offscreen PYTHONPATH="$(CURDIR)/$(IMPORT_DIR)$${PYTHONPATH:+:$$PYTHONPATH}"
 PYTEST_ARGS ?=
+BENCH ?=
 
 .PHONY: help setup apt-packages import-link test demo bench styles install-plugin zip clean distclean
 
@@ -69,7 +70,7 @@ demo: setup
 	$(RUN_ENV) $(VENV_PY) scripts/demo.py --out demo_out
 
 bench: setup
-	$(RUN_ENV) $(VENV_PY) scripts/bench.py
+	$(RUN_ENV) $(VENV_PY) scripts/bench.py $(BENCH)
 
 styles: setup
 	$(RUN_ENV) $(VENV_PY) scripts/make_styles.py

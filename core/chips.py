@@ -54,8 +54,11 @@ def _is_raster(path: str) -> bool:
         return False
 
 
-def read_label_polygons(path: str, grid_crs, class_field: str = "class", layer: str | None = None) -> LabelSource:
-    """Read polygons from a vector file, reprojected to `grid_crs`; features with class value > 0 are landslides."""
+def read_label_polygons(path: str, grid_crs, class_field: str | None = "class", layer: str | None = None) -> LabelSource:
+    """Read polygons from a vector file, reprojected to `grid_crs`; features with class value > 0 are landslides.
+
+    `class_field=None` burns every feature (exclusion zones, areas of interest).
+    """
     from osgeo import ogr, osr
 
     ogr.UseExceptions()
@@ -70,7 +73,7 @@ def read_label_polygons(path: str, grid_crs, class_field: str = "class", layer: 
         raise InputError(f"Label file '{path}' has no layer named '{layer}'.")
     defn = lyr.GetLayerDefn()
     fields = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
-    if class_field not in fields:
+    if class_field is not None and class_field not in fields:
         raise InputError(
             f"Label layer '{path}' has no field '{class_field}'; its fields are: {', '.join(fields) or 'none'}."
         )
@@ -88,7 +91,7 @@ def read_label_polygons(path: str, grid_crs, class_field: str = "class", layer: 
     shapes, boxes = [], []
     for feat in lyr:
         geom = feat.GetGeometryRef()
-        value = feat.GetField(class_field)
+        value = feat.GetField(class_field) if class_field is not None else 1
         if geom is None or value is None:
             continue
         try:
@@ -108,7 +111,7 @@ def read_label_polygons(path: str, grid_crs, class_field: str = "class", layer: 
     return LabelSource(path=path, shapes=shapes, bboxes=np.array(boxes, dtype=float).reshape(-1, 4))
 
 
-def open_labels(path: str, grid, class_field: str = "class", layer: str | None = None) -> LabelSource:
+def open_labels(path: str, grid, class_field: str | None = "class", layer: str | None = None) -> LabelSource:
     """Labels for the grid of dataset `grid`: a raster (values > 0 = landslide) or polygons with a class field."""
     path = str(path)
     if not os.path.exists(path):
@@ -125,8 +128,9 @@ def rasterize_labels(labels: LabelSource, grid, window: Window, grid_transform=N
     h, w = int(window.height), int(window.width)
     if labels.raster_path is not None:
         with raster.open_raster(labels.raster_path) as src, raster.aligned(src, grid, Resampling.nearest) as view:
-            data = view.read(1, window=window, masked=True)
-        out = np.where(np.ma.getmaskarray(data), IGNORE, (np.ma.filled(data, 0) > 0)).astype(np.uint8)
+            data, valid = raster.read_valid(view, 1, window)
+        out = (data > 0).view(np.uint8)
+        out[~valid] = IGNORE
         return out
     transform = grid.window_transform(window)
     xmin, ymax = transform * (0, 0)

@@ -1,12 +1,16 @@
 """Sliding-window inference with weighted blending, written strip by strip (memory bounded by raster width).
 
-Tiles sit on a regular grid (the last row/column snapped to the raster edge). Each tile's probabilities are
-weighted by a smooth window that is highest in the tile centre, summed, and divided by the summed weights, so
-tile seams vanish and a pixel seen by one tile only (raster borders) keeps that tile's value.
+Tiles sit on a regular grid spread evenly between the raster edges. Each tile's probabilities are weighted by a
+smooth window that is highest in the tile centre, summed, and divided by the summed weights, so tile seams vanish
+and a pixel seen by one tile only (raster borders) keeps that tile's value. Reading the next strip happens on a
+background thread while the network computes.
 """
 from __future__ import annotations
 
+import math
 import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -17,7 +21,8 @@ from rasterio.windows import Window
 
 from . import raster
 from .errors import InputError
-from .progress import Progress, check_canceled, or_null
+from .postprocess import MaskRules, PolygonOptions, open_mask_rules, polygonize_mask
+from .progress import Progress, SubProgress, check_canceled, or_null
 from .training import _autocast, pick_device
 
 MASK_NODATA = 255
@@ -38,144 +43,239 @@ def blend_weights(tile: int, overlap: int) -> np.ndarray:
     return np.outer(ramp, ramp)
 
 
-def tile_positions(length: int, tile: int, stride: int) -> list[int]:
+def tile_positions(length: int, tile: int, min_overlap: int) -> list[int]:
+    """Fewest tile offsets covering [0, length) with at least `min_overlap` px shared by neighbours."""
     if length <= tile:
         return [0]
-    pos = list(range(0, length - tile, stride))
-    pos.append(length - tile)
-    return pos
+    n = math.ceil((length - tile) / (tile - min_overlap)) + 1
+    return [round(i * (length - tile) / (n - 1)) for i in range(n)]
 
 
+# ------------------------------------------------------------------------------------------- input bands
+def assign_bands(wanted: Sequence[str], rasters: Sequence[str | os.PathLike],
+                 overrides: dict[str, tuple[int, int]] | None = None) -> list[tuple[int, int]]:
+    """(raster number, band number) feeding each wanted band, 0-based raster / 1-based band.
+
+    Bands are found by their description (case-insensitive) in the rasters in order; `overrides` maps a band name
+    to an explicit (raster, band) choice, e.g. for rasters without band descriptions.
+    """
+    overrides = dict(overrides or {})
+    names = []
+    for path in rasters:
+        with raster.open_raster(path) as src:
+            names.append([n.lower() for n in raster.band_names(src)])
+    out, missing = [], []
+    for band in wanted:
+        if band in overrides:
+            r, b = overrides[band]
+            if not (0 <= r < len(rasters)) or not (1 <= b <= len(names[r])):
+                raise InputError(f"Band mapping for '{band}' points to raster {r + 1}, band {b}, which does not exist.")
+            out.append((r, b))
+            continue
+        found = next(((r, n.index(band.lower()) + 1) for r, n in enumerate(names) if band.lower() in n), None)
+        if found is None:
+            missing.append(band)
+        out.append(found)
+    if missing:
+        have = "; ".join(f"{os.path.basename(str(p))}: {', '.join(n)}" for p, n in zip(rasters, names))
+        raise InputError(f"No input raster has band(s) {', '.join(missing)} that the model needs "
+                         f"(it expects {', '.join(wanted)}; found {have}). Build a change stack with the model's "
+                         f"bands or map the bands by hand.")
+    return out
+
+
+class _Inputs:
+    """Reads the model's input bands, in order, from one or more rasters aligned on the first one's grid."""
+
+    def __init__(self, stack: ExitStack, rasters: Sequence, sources: list[tuple[int, int]]):
+        self.grid = stack.enter_context(raster.open_raster(rasters[0]))
+        self.views = [self.grid] + [stack.enter_context(raster.aligned(stack.enter_context(raster.open_raster(p)),
+                                                                       self.grid)) for p in rasters[1:]]
+        self.sources = sources
+
+    def read(self, window: Window) -> np.ndarray:
+        out = np.empty((len(self.sources), int(window.height), int(window.width)), dtype=np.float32)
+        by_raster: dict[int, list[tuple[int, int]]] = {}
+        for i, (r, b) in enumerate(self.sources):
+            by_raster.setdefault(r, []).append((i, b))
+        for r, items in by_raster.items():
+            data = raster.read_float(self.views[r], [b for _, b in items], window)
+            for (i, _), band in zip(items, data):
+                out[i] = band
+        return out
+
+
+# ------------------------------------------------------------------------------------------------ prediction
 @dataclass
 class Prediction:
     probability: Path
     mask: Path | None
+    polygons: Path | None
+    n_polygons: int | None
     threshold: float
     device: str
+    tiles: int
+    tile_size: int
+    overlap: int
 
 
 def sliding_window_predict(
     package,
-    raster_path: str | os.PathLike,
+    rasters: str | os.PathLike | Sequence[str | os.PathLike],
     out_probability: str | os.PathLike,
     out_mask: str | os.PathLike | None = None,
+    out_polygons: str | os.PathLike | None = None,
     *,
+    band_mapping: dict[str, tuple[int, int]] | None = None,
     threshold: float | None = None,
     extent: Sequence[float] | None = None,
     tile_size: int | None = None,
     overlap: int | None = None,
     batch_size: int = 4,
     device: str = "auto",
+    tta: bool = False,
+    mask_rules: MaskRules | None = None,
+    polygon_options: PolygonOptions | None = None,
+    cog: bool = True,
     progress: Progress | None = None,
 ) -> Prediction:
-    """Landslide probability (Float32, NaN nodata) and optional 0/1 mask (255 nodata) for a stack raster.
+    """Landslide probability (Float32 COG, NaN nodata), optional 0/1 mask (255 nodata) and polygons (GeoPackage).
 
-    `package` is a models.package.ModelPackage; input bands are matched by band description.
+    `package` is a models.package.ModelPackage; its input bands are found by band description in `rasters`
+    (the first raster defines the output grid). Mask rules veto pixels of the mask and polygons, never the
+    probability. Outputs appear only when everything succeeded.
     """
-    from ..models.package import match_bands
-
     progress = or_null(progress)
+    rasters = [rasters] if isinstance(rasters, (str, os.PathLike)) else list(rasters)
+    if not rasters:
+        raise InputError("No input raster was given.")
     tile = int(tile_size or package.tile_size)
-    overlap = int(package.manifest.get("overlap", tile // 4) if overlap is None else overlap)
+    overlap = int(package.manifest.get("overlap", tile // 8) if overlap is None else overlap)
     if tile % 32 or tile < 32:
         raise InputError(f"Tile size must be a multiple of 32 px (got {tile}).")
-    if not 0 <= overlap < tile // 2 + 1:
+    if not 0 <= overlap <= tile // 2:
         raise InputError(f"Overlap must be between 0 and half the tile size ({tile // 2} px); got {overlap}.")
     threshold = package.threshold if threshold is None else float(threshold)
+    if out_polygons and not out_mask:
+        raise InputError("Polygons are made from the mask: ask for a mask output too.")
+    sources = assign_bands(package.input_bands, rasters, band_mapping)
     dev = pick_device(device)
-    members = package.members(dev)
-    total_weight = sum(w for _, w in members)
+    run_tiles = _tile_runner(package, dev, tta)
     mean, std = package.normalization()
-    stride = tile - overlap
     weights = blend_weights(tile, overlap)
+    predict_progress = SubProgress(progress, 0, 85 if out_polygons else 100)
 
-    with raster.open_raster(raster_path) as src:
-        indexes = match_bands(package, raster.band_names(src), str(raster_path))
-        _check_pixel_size(package, src, raster_path)
+    with ExitStack() as stack:
+        inputs = _Inputs(stack, rasters, sources)
+        src = inputs.grid
+        _check_pixel_size(package, src, rasters[0])
         win = raster.window_from_extent(src, extent)
         width, height = int(win.width), int(win.height)
-        rows = tile_positions(height, tile, stride)
-        cols = tile_positions(width, tile, stride)
+        rows = tile_positions(height, tile, overlap)
+        cols = tile_positions(width, tile, overlap)
         transform = src.window_transform(win)
-        prob_ctx = raster.create_raster(out_probability, width=width, height=height, crs=src.crs,
-                                        transform=transform, dtype="float32", descriptions=["landslide_probability"],
-                                        nodata=np.nan, tags={"LANDSLIDE_MAPPER": "probability",
-                                                             "MODEL": package.path.name})
-        mask_ctx = (raster.create_raster(out_mask, width=width, height=height, crs=src.crs, transform=transform,
-                                         dtype="uint8", descriptions=["landslide"], nodata=MASK_NODATA,
-                                         tags={"LANDSLIDE_MAPPER": "mask", "THRESHOLD": threshold})
-                    if out_mask else None)
-        with prob_ctx as prob_dst, (mask_ctx or _Null()) as mask_dst:
-            acc_top = 0  # first row (window coords) held in the accumulators
-            acc = np.zeros((0, width), dtype=np.float32)
-            wsum = np.zeros((0, width), dtype=np.float32)
-            valid_rows = np.zeros((0, width), dtype=bool)
-            for k, r in enumerate(rows):
-                check_canceled(progress)
-                th = min(tile, height)
-                strip_win = Window(win.col_off, win.row_off + r, width, th)
-                data = raster.read_float(src, indexes, strip_win)
-                valid = np.all(np.isfinite(data), axis=0)
-                x = (data - mean[:, None, None]) / std[:, None, None]
-                x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-                # Grow the accumulators down to this strip's last row.
-                need = r + th - acc_top - acc.shape[0]
-                if need > 0:
-                    acc = np.vstack([acc, np.zeros((need, width), np.float32)])
-                    wsum = np.vstack([wsum, np.zeros((need, width), np.float32)])
-                    valid_rows = np.vstack([valid_rows, np.zeros((need, width), bool)])
-                off = r - acc_top
-                valid_rows[off:off + th] |= valid
-                probs = _predict_strip(members, total_weight, x, cols, tile, batch_size, dev, progress)
-                w = weights[:th, :]
-                for c, p in zip(cols, probs):
-                    tw = min(tile, width)
-                    acc[off:off + th, c:c + tw] += p[:th, :tw] * w[:, :tw]
-                    wsum[off:off + th, c:c + tw] += w[:, :tw]
-                # Rows above the next strip are final: write and drop them.
-                done = (rows[k + 1] if k + 1 < len(rows) else height) - acc_top
-                if done > 0:
-                    out = np.where(valid_rows[:done] & (wsum[:done] > 0), acc[:done] / np.maximum(wsum[:done], 1e-12),
-                                   np.nan).astype(np.float32)
-                    out_win = Window(0, acc_top, width, done)
-                    prob_dst.write(out[None], window=out_win)
-                    if mask_dst is not None:
-                        mask = np.where(np.isfinite(out), out >= threshold, MASK_NODATA).astype(np.uint8)
-                        mask_dst.write(mask[None], window=out_win)
-                    acc, wsum, valid_rows = acc[done:], wsum[done:], valid_rows[done:]
-                    acc_top += done
-                progress.set_progress(100.0 * (k + 1) / len(rows))
-    progress.log(f"Prediction written: {out_probability} ({width}×{height} px, {len(rows) * len(cols)} tiles of "
-                 f"{tile} px, overlap {overlap} px, device {dev.type}, threshold {threshold:.2f})")
-    return Prediction(Path(out_probability), Path(out_mask) if out_mask else None, threshold, dev.type)
+        prob_dst = stack.enter_context(raster.create_raster(
+            out_probability, width=width, height=height, crs=src.crs, transform=transform, dtype="float32",
+            descriptions=["landslide_probability"], nodata=np.nan, cog=cog,
+            tags={"LANDSLIDE_MAPPER": "probability", "MODEL": package.path.name}))
+        mask_dst = stack.enter_context(raster.create_raster(
+            out_mask, width=width, height=height, crs=src.crs, transform=transform, dtype="uint8",
+            descriptions=["landslide"], nodata=MASK_NODATA,
+            tags={"LANDSLIDE_MAPPER": "mask", "THRESHOLD": threshold})) if out_mask else None
+        allowed = stack.enter_context(open_mask_rules(mask_rules, src)) if out_mask else None
+        reader = stack.enter_context(ThreadPoolExecutor(max_workers=1))
+
+        def strip_window(r):
+            return Window(win.col_off, win.row_off + r, width, min(tile, height))
+
+        acc_top = 0  # first row (output coords) held in the accumulators
+        acc = np.zeros((0, width), dtype=np.float32)
+        wsum = np.zeros((0, width), dtype=np.float32)
+        valid_rows = np.zeros((0, width), dtype=bool)
+        pending = reader.submit(inputs.read, strip_window(rows[0]))
+        for k, r in enumerate(rows):
+            check_canceled(progress)
+            data = pending.result()
+            if k + 1 < len(rows):
+                pending = reader.submit(inputs.read, strip_window(rows[k + 1]))  # overlaps with compute below
+            th = data.shape[1]
+            valid = np.all(np.isfinite(data), axis=0)
+            x = np.nan_to_num((data - mean[:, None, None]) / std[:, None, None], nan=0.0, posinf=0.0, neginf=0.0)
+            need = r + th - acc_top - acc.shape[0]
+            if need > 0:
+                acc = np.vstack([acc, np.zeros((need, width), np.float32)])
+                wsum = np.vstack([wsum, np.zeros((need, width), np.float32)])
+                valid_rows = np.vstack([valid_rows, np.zeros((need, width), bool)])
+            off = r - acc_top
+            valid_rows[off:off + th] |= valid
+            probs = _predict_strip(run_tiles, x, cols, tile, batch_size, dev, progress)
+            tw = min(tile, width)
+            w = weights[:th, :tw]
+            for c, p in zip(cols, probs):
+                acc[off:off + th, c:c + tw] += p[:th, :tw] * w
+                wsum[off:off + th, c:c + tw] += w
+            # Rows above the next strip are final: write and drop them.
+            done = (rows[k + 1] if k + 1 < len(rows) else height) - acc_top
+            if done > 0:
+                out = np.where(valid_rows[:done], acc[:done] / np.maximum(wsum[:done], 1e-12), np.nan)
+                out = out.astype(np.float32)
+                out_win = Window(0, acc_top, width, done)
+                prob_dst.write(out[None], window=out_win)
+                if mask_dst is not None:
+                    mask = np.where(np.isfinite(out), out >= threshold, MASK_NODATA).astype(np.uint8)
+                    if allowed is not None:
+                        src_win = Window(win.col_off, win.row_off + acc_top, width, done)
+                        mask[(mask == 1) & ~allowed(src_win)] = 0
+                    mask_dst.write(mask[None], window=out_win)
+                acc, wsum, valid_rows = acc[done:], wsum[done:], valid_rows[done:]
+                acc_top += done
+            predict_progress.set_progress(100.0 * (k + 1) / len(rows))
+    n_polygons = None
+    if out_polygons:
+        n_polygons = polygonize_mask(out_mask, out_polygons, out_probability, polygon_options,
+                                     progress=SubProgress(progress, 85, 100))
+    n_tiles = len(rows) * len(cols)
+    progress.log(f"Prediction written: {out_probability} ({width}×{height} px, {n_tiles} tiles of {tile} px, "
+                 f"overlap ≥ {overlap} px, device {dev.type}{', TTA' if tta else ''}, threshold {threshold:.2f})")
+    return Prediction(Path(out_probability), Path(out_mask) if out_mask else None,
+                      Path(out_polygons) if out_polygons else None, n_polygons, threshold, dev.type, n_tiles,
+                      tile, overlap)
 
 
-class _Null:
-    def __enter__(self):
-        return None
+def _tile_runner(package, device, tta: bool):
+    """A function: normalised tiles (N, C, H, W) tensor → landslide probability (N, H, W), members averaged."""
+    members = package.members(device)
+    total = sum(w for _, w in members)
+    transforms = [(lambda t: t, lambda t: t)]
+    if tta:  # flips are their own inverse
+        transforms += [(lambda t: t.flip(-1), lambda t: t.flip(-1)), (lambda t: t.flip(-2), lambda t: t.flip(-2)),
+                       (lambda t: t.flip(-1, -2), lambda t: t.flip(-1, -2))]
 
-    def __exit__(self, *exc):
-        return False
+    def run(xb: torch.Tensor) -> torch.Tensor:
+        prob = None
+        for model, weight in members:
+            for forward, backward in transforms:
+                with _autocast(device):
+                    logits = model(forward(xb))
+                p = backward(torch.sigmoid(logits.float())[:, 0]) * (weight / (total * len(transforms)))
+                prob = p if prob is None else prob + p
+        return prob
+
+    return run
 
 
 @torch.inference_mode()
-def _predict_strip(members, total_weight, x: np.ndarray, cols, tile, batch_size, device, progress) -> list:
+def _predict_strip(run_tiles, x: np.ndarray, cols, tile, batch_size, device, progress) -> list:
     """Probabilities (tile×tile, padded where the raster is smaller) of each tile of one strip."""
     c, h, w = x.shape
-    if h < tile or w < tile:  # raster smaller than a tile: zero-pad (normalised mean), crop afterwards
+    if h < tile or w < tile:  # raster smaller than a tile: zero-pad (the normalised mean), crop afterwards
         x = np.pad(x, ((0, 0), (0, max(0, tile - h)), (0, max(0, tile - w))))
-    tiles = np.stack([x[:, :tile, col:col + tile] for col in cols])
     out = []
-    for s in range(0, len(tiles), batch_size):
+    for s in range(0, len(cols), batch_size):
         check_canceled(progress)
-        xb = torch.from_numpy(np.ascontiguousarray(tiles[s:s + batch_size])).to(device)
-        prob = None
-        for model, weight in members:
-            with _autocast(device):
-                logits = model(xb)
-            p = torch.sigmoid(logits.float())[:, 0] * (weight / total_weight)
-            prob = p if prob is None else prob + p
-        out.extend(prob.cpu().numpy())
+        batch = np.stack([x[:, :tile, col:col + tile] for col in cols[s:s + batch_size]])
+        xb = torch.from_numpy(batch).to(device, non_blocking=True)
+        out.extend(run_tiles(xb).cpu().numpy())
     return out
 
 
@@ -185,8 +285,22 @@ def _check_pixel_size(package, src, path) -> None:
         return
     have = raster.pixel_size(src)
     if src.crs is not None and src.crs.is_geographic:
-        return  # degrees vs metres: compared once rasters carry a projected CRS (reproject first)
+        have = (have[0] * 111_320 * math.cos(math.radians((src.bounds.top + src.bounds.bottom) / 2)), have[1])
+    if trained_crs_geographic(package):
+        return  # training pixel size in degrees: nothing reliable to compare
     ratio = have[0] / float(trained[0])
     if not 0.5 <= ratio <= 2.0:
-        raise InputError(f"Raster '{path}' has {have[0]:g} m pixels but the model was trained on "
+        raise InputError(f"Raster '{path}' has {have[0]:.3g} m pixels but the model was trained on "
                          f"{trained[0]:g} m pixels; resample the input to the training resolution.")
+
+
+def trained_crs_geographic(package) -> bool:
+    wkt = package.manifest.get("crs")
+    if not wkt:
+        return False
+    from rasterio.crs import CRS
+
+    try:
+        return CRS.from_wkt(wkt).is_geographic
+    except Exception:  # noqa: BLE001 - an unreadable CRS is treated as unknown
+        return False

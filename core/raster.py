@@ -10,14 +10,18 @@ import os
 import shutil
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 import rasterio
-from rasterio.coords import disjoint_bounds
+import rasterio.shutil
+from affine import Affine
+from rasterio.coords import BoundingBox, disjoint_bounds
+from rasterio.crs import CRS
 from rasterio.vrt import WarpedVRT
-from rasterio.warp import Resampling, transform_bounds
+from rasterio.warp import Resampling, calculate_default_transform, transform_bounds
 from rasterio.windows import Window
 
 from .errors import InputError
@@ -57,6 +61,37 @@ def read_float(src, indexes: Sequence[int] | int, window: Window | None = None) 
     data = src.read(idx, window=window, masked=True)
     out = np.ma.filled(data.astype(np.float32), np.nan)
     return out[0] if single else out
+
+
+def _differs(data: np.ndarray, value: float) -> np.ndarray:
+    """data != value without upcasting the array (a value the dtype cannot hold differs everywhere)."""
+    if data.dtype.kind in "iu":
+        info = np.iinfo(data.dtype)
+        if value != int(value) or not info.min <= value <= info.max:
+            return np.ones(data.shape, dtype=bool)
+    return data != data.dtype.type(value)
+
+
+def read_valid(src, index: int, window: Window | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One band in its own dtype plus a boolean valid mask (nodata value/mask and non-finite floats excluded).
+
+    The fast path for streaming checks: no float conversion and no mask-band read when nodata is a plain value.
+    """
+    data = src.read(index, window=window)
+    flags = src.mask_flag_enums[index - 1]
+    nodata = src.nodatavals[index - 1]
+    if data.dtype.kind == "f" and (nodata is None or np.isnan(nodata)) and \
+            rasterio.enums.MaskFlags.per_dataset not in flags and rasterio.enums.MaskFlags.alpha not in flags:
+        return data, np.isfinite(data)
+    if rasterio.enums.MaskFlags.nodata in flags and nodata is not None:
+        valid = _differs(data, nodata)
+    elif rasterio.enums.MaskFlags.all_valid in flags:
+        valid = np.ones(data.shape, dtype=bool)
+    else:  # a mask band or alpha band says which pixels are valid
+        valid = src.read_masks(index, window=window) > 0
+    if data.dtype.kind == "f":
+        valid &= np.isfinite(data)
+    return data, valid
 
 
 def block_windows(width: int, height: int, block: int = DEFAULT_BLOCK) -> Iterator[Window]:
@@ -104,10 +139,12 @@ def same_grid(a, b, tolerance: float = 1e-6) -> bool:
 
 
 @contextmanager
-def aligned(src, reference, resampling: Resampling = Resampling.bilinear):
-    """`src` as seen on the grid of `reference`: itself if grids match, else a warped (reprojected) view.
+def aligned(src, reference, resampling: Resampling = Resampling.bilinear, src_nodata=None):
+    """`src` as seen on the grid of `reference` (a dataset or a `Grid`): itself if grids match, else a warped view.
 
-    Reprojection happens window by window inside GDAL; a CRS is never just relabelled.
+    Reprojection happens window by window inside GDAL; a CRS is never just relabelled. `src_nodata` is the value
+    to treat as nodata when the file declares none (Sentinel-2 JP2s use 0 without saying so), so resampling never
+    blends it into valid pixels.
     """
     if same_grid(src, reference):
         yield src
@@ -127,8 +164,9 @@ def aligned(src, reference, resampling: Resampling = Resampling.bilinear):
         width=reference.width,
         height=reference.height,
         resampling=resampling,
-        src_nodata=src.nodata,
-        nodata=src.nodata if src.nodata is not None else (np.nan if src.dtypes[0].startswith("float") else None),
+        src_nodata=src.nodata if src.nodata is not None else src_nodata,
+        nodata=(src.nodata if src.nodata is not None else src_nodata if src_nodata is not None
+                else (np.nan if src.dtypes[0].startswith("float") else None)),
     ) as vrt:
         yield vrt
 
@@ -196,18 +234,109 @@ def create_raster(
     descriptions: Sequence[str],
     nodata=None,
     tags: dict | None = None,
+    cog: bool = False,
 ):
-    """Open a new GeoTIFF for windowed writing; it appears at `path` only if the block exits cleanly."""
+    """Open a new GeoTIFF for windowed writing; it appears at `path` only if the block exits cleanly.
+
+    `cog=True` converts the finished file to a Cloud-Optimised GeoTIFF with overviews (GDAL streams the copy,
+    so memory stays bounded), for fast display of large maps in QGIS and on the web.
+    """
     with atomic_output(path) as tmp:
+        stage = _temp_sibling(Path(tmp), ".tif") if cog else tmp
         profile = gtiff_profile(width=width, height=height, count=len(descriptions), dtype=dtype, crs=crs,
                                 transform=transform, nodata=nodata)
-        with rasterio.open(tmp, "w", **profile) as dst:
-            for i, name in enumerate(descriptions, start=1):
-                dst.set_band_description(i, name)
-            if tags:
-                dst.update_tags(**{k: str(v) for k, v in tags.items()})
-            yield dst
+        try:
+            with rasterio.open(stage, "w", **profile) as dst:
+                for i, name in enumerate(descriptions, start=1):
+                    dst.set_band_description(i, name)
+                if tags:
+                    dst.update_tags(**{k: str(v) for k, v in tags.items()})
+                yield dst
+            if cog:
+                options = dict(COMPRESS="DEFLATE", OVERVIEWS="AUTO", BLOCKSIZE=512, BIGTIFF="IF_SAFER",
+                               OVERVIEW_RESAMPLING="AVERAGE" if np.dtype(dtype).kind == "f" else "NEAREST")
+                if np.dtype(dtype).kind == "f":
+                    options["PREDICTOR"] = "FLOATING_POINT"
+                rasterio.shutil.copy(stage, tmp, driver="COG", **options)
+        finally:
+            if cog:
+                _remove(Path(stage))
 
 
 def pixel_size(src) -> tuple[float, float]:
     return abs(src.transform.a), abs(src.transform.e)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A raster grid (CRS, transform, size) that outputs are written on and inputs are aligned to.
+
+    It has the attributes `aligned`, `same_grid` and `window_from_extent` read from a dataset, so it can stand in
+    for a reference raster.
+    """
+
+    crs: CRS
+    transform: Affine
+    width: int
+    height: int
+    name: str = "the target grid"
+
+    @classmethod
+    def of(cls, src) -> "Grid":
+        return cls(src.crs, src.transform, int(src.width), int(src.height), getattr(src, "name", "the target grid"))
+
+    @property
+    def bounds(self) -> BoundingBox:
+        return BoundingBox(*_bounds(self.transform, self.width, self.height))
+
+    @property
+    def res(self) -> tuple[float, float]:
+        return abs(self.transform.a), abs(self.transform.e)
+
+    def window_transform(self, window: Window) -> Affine:
+        return rasterio.windows.transform(window, self.transform)
+
+    def crop(self, window: Window) -> "Grid":
+        """The sub-grid covered by a pixel window of this grid."""
+        return Grid(self.crs, self.window_transform(window), int(window.width), int(window.height), self.name)
+
+    def with_resolution(self, resolution: float) -> "Grid":
+        """Same CRS and top-left corner, square pixels of `resolution` CRS units, covering the same bounds."""
+        if not resolution or resolution <= 0:
+            raise InputError(f"The resolution must be a positive number of CRS units, not {resolution}.")
+        left, bottom, right, top = self.bounds
+        width = max(1, math.ceil((right - left) / resolution - 1e-6))
+        height = max(1, math.ceil((top - bottom) / resolution - 1e-6))
+        return Grid(self.crs, Affine(resolution, 0, left, 0, -resolution, top), width, height, self.name)
+
+    def reprojected(self, crs, resolution: float | None = None) -> "Grid":
+        """A north-up grid in `crs` covering this grid's area (GDAL picks the resolution unless one is given)."""
+        crs = CRS.from_user_input(crs)
+        if self.crs is None:
+            raise InputError(f"{self.name} has no CRS, so it cannot be reprojected to {crs.to_string()}.")
+        transform, width, height = calculate_default_transform(
+            self.crs, crs, self.width, self.height, *self.bounds, resolution=resolution)
+        return Grid(crs, transform, int(width), int(height), self.name)
+
+
+def _bounds(transform: Affine, width: int, height: int) -> tuple[float, float, float, float]:
+    x0, x1 = sorted((transform.c, transform.c + transform.a * width))
+    y0, y1 = sorted((transform.f, transform.f + transform.e * height))
+    return x0, y0, x1, y1
+
+
+def target_grid(src, crs=None, resolution: float | None = None, extent: Sequence[float] | None = None,
+                extent_crs=None) -> Grid:
+    """The output grid: `src`'s grid, optionally reprojected to `crs`, resampled to `resolution` (units of the
+    output CRS) and cropped to `extent` (xmin, ymin, xmax, ymax in `extent_crs`, default the output CRS), snapped
+    outwards to whole pixels."""
+    grid = Grid.of(src)
+    if crs is not None and (grid.crs is None or CRS.from_user_input(crs) != grid.crs):
+        grid = grid.reprojected(crs, resolution)
+    elif resolution:
+        grid = grid.with_resolution(resolution)
+    if extent is not None:
+        if extent_crs is not None and grid.crs is not None and CRS.from_user_input(extent_crs) != grid.crs:
+            extent = transform_bounds(extent_crs, grid.crs, *extent, densify_pts=21)
+        grid = grid.crop(window_from_extent(grid, extent))
+    return grid

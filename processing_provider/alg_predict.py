@@ -1,17 +1,41 @@
-"""predict: model package + stack → landslide probability and mask."""
+"""predict: model package + stack → landslide probability, mask and polygons."""
 from __future__ import annotations
 
 from qgis.core import (
+    QgsProcessing,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFile,
+    QgsProcessingParameterMapLayer,
+    QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+    QgsProcessingParameterVectorDestination,
 )
 
+from ..core.errors import InputError
+from ..core.postprocess import MaskRules, PolygonOptions
 from .base import DEVICES, LandslideAlgorithm, extent_or_none, layer_file
+
+
+def parse_band_mapping(text: str, n_rasters: int) -> dict[str, tuple[int, int]]:
+    """'dNDVI=2:1, post_VV=1:3' → {'dNDVI': (1, 1), 'post_VV': (0, 3)} (raster numbers are 1-based for people)."""
+    mapping = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        try:
+            name, where = item.split("=")
+            r, b = where.split(":")
+            mapping[name.strip()] = (int(r) - 1, int(b))
+        except ValueError:
+            raise InputError(f"Band mapping '{item}' is not of the form band=raster:band, e.g. dNDVI=2:1.") from None
+        if not 0 <= mapping[name.strip()][0] < n_rasters:
+            raise InputError(f"Band mapping '{item}' names raster {r}, but only {n_rasters} raster(s) are given.")
+    return mapping
 
 
 class PredictAlgorithm(LandslideAlgorithm):
@@ -21,12 +45,20 @@ class PredictAlgorithm(LandslideAlgorithm):
     _group_id = "mapping"
     _help = (
         "Runs a trained model package over a change stack and writes a landslide map.\n\n"
-        "The stack must contain the bands the model was trained on (matched by name, e.g. pre_VV, post_VV, dNDVI; "
-        "build it with 'Build change stack' using the same preset). The raster is processed in overlapping tiles "
-        "whose predictions are blended smoothly, so no tile seams appear; memory use does not grow with the raster.\n"
-        "<b>Probability</b>: 0–1 likelihood of landslide per pixel (nodata where the input has nodata, e.g. clouds).\n"
-        "<b>Mask</b>: 1 = landslide where probability ≥ threshold (default: the threshold chosen on validation "
-        "data when the model was trained).\nA CUDA GPU is used when present ('auto')."
+        "<b>Input</b>: the stack with the bands the model was trained on, found by band name (e.g. pre_VV, post_VV, "
+        "dNDVI; build it with 'Build change stack' and the same preset). Bands may also come from further rasters "
+        "('Other input rasters'), reprojected onto the first one's grid; a band mapping like 'dNDVI=2:1' (band 1 of "
+        "raster 2) overrides the matching by name.\n"
+        "The raster is processed in overlapping tiles whose predictions are blended smoothly, so no tile seams "
+        "appear; memory use does not grow with the raster. A CUDA GPU is used when present ('auto').\n"
+        "<b>Probability</b>: 0–1 likelihood of landslide per pixel, as a Cloud-Optimised GeoTIFF (nodata where the "
+        "input has nodata, e.g. clouds).\n"
+        "<b>Mask</b>: 1 = landslide where probability ≥ threshold (default: the threshold chosen on validation data "
+        "when the model was trained), after the optional vetoes: flatter than a minimum slope, water (NDWI from "
+        "B03/B08), clouds in a scene classification (SCL) layer, or inside exclusion zones.\n"
+        "<b>Polygons</b>: one feature per landslide with area (m²), mean and max probability and max slope; pieces "
+        "closer than the merge distance become one landslide (buffer-dissolve), and objects smaller than the "
+        "minimum area are dropped (the thesis used 5 m and 5,000 m²)."
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
@@ -37,11 +69,29 @@ class PredictAlgorithm(LandslideAlgorithm):
                                                        QgsProcessingParameterNumber.Double, optional=True,
                                                        minValue=0.0, maxValue=1.0))
         self.addParameter(QgsProcessingParameterEnum("DEVICE", "Device", options=DEVICES, defaultValue=0))
+        self.addParameter(QgsProcessingParameterNumber("MIN_AREA", "Minimum landslide area (m²)",
+                                                       QgsProcessingParameterNumber.Double, defaultValue=0.0,
+                                                       minValue=0.0))
+        self.addParameter(QgsProcessingParameterNumber("MERGE_DISTANCE", "Merge pieces closer than (map units)",
+                                                       QgsProcessingParameterNumber.Double, defaultValue=0.0,
+                                                       minValue=0.0))
         advanced = [
+            QgsProcessingParameterMultipleLayers("OTHER_INPUTS", "Other input rasters", QgsProcessing.TypeRaster,
+                                                 optional=True),
+            QgsProcessingParameterString("BAND_MAPPING", "Band mapping (band=raster:band, …)", optional=True),
+            QgsProcessingParameterRasterLayer("SLOPE", "Slope raster (degrees)", optional=True),
+            QgsProcessingParameterNumber("MIN_SLOPE", "Veto landslides flatter than (degrees)",
+                                         QgsProcessingParameterNumber.Double, defaultValue=0.0, minValue=0.0),
+            QgsProcessingParameterRasterLayer("WATER", "Sentinel-2 raster for a water veto (B03, B08)",
+                                              optional=True),
+            QgsProcessingParameterRasterLayer("SCL", "Scene classification (SCL) for a cloud veto", optional=True),
+            QgsProcessingParameterMapLayer("EXCLUDE", "Exclusion zones (polygons or non-zero raster)", optional=True,
+                                           types=[QgsProcessing.TypeVectorPolygon, QgsProcessing.TypeRaster]),
+            QgsProcessingParameterBoolean("TTA", "Test-time augmentation (flips; 4× slower)", defaultValue=False),
             QgsProcessingParameterNumber("TILE_SIZE", "Tile size (pixels, multiple of 32; empty = the model's)",
                                          optional=True, minValue=32),
-            QgsProcessingParameterNumber("OVERLAP", "Tile overlap (pixels; empty = the model's)", optional=True,
-                                         minValue=0),
+            QgsProcessingParameterNumber("OVERLAP", "Minimum tile overlap (pixels; empty = the model's)",
+                                         optional=True, minValue=0),
             QgsProcessingParameterNumber("BATCH_SIZE", "Tiles per batch", defaultValue=4, minValue=1),
         ]
         for p in advanced:
@@ -50,6 +100,11 @@ class PredictAlgorithm(LandslideAlgorithm):
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_PROBABILITY", "Landslide probability"))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_MASK", "Landslide mask", optional=True,
                                                                   createByDefault=True))
+        self.addParameter(QgsProcessingParameterVectorDestination("OUTPUT_POLYGONS", "Landslide polygons",
+                                                                  QgsProcessing.TypeVectorPolygon, optional=True,
+                                                                  createByDefault=False))
+        self.addOutput(QgsProcessingOutputNumber("THRESHOLD", "Threshold used"))
+        self.addOutput(QgsProcessingOutputNumber("POLYGON_COUNT", "Number of landslide polygons"))
 
     def compute(self, parameters, context, feedback, progress):
         from ..core.predict import sliding_window_predict
@@ -57,21 +112,44 @@ class PredictAlgorithm(LandslideAlgorithm):
 
         package = read_package(self.parameterAsFile(parameters, "PACKAGE", context))
         layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
-        path, _ = layer_file(layer, "input stack")
-        prob = self.parameterAsOutputLayer(parameters, "OUTPUT_PROBABILITY", context)
-        mask = self.parameterAsOutputLayer(parameters, "OUTPUT_MASK", context) or None
+        rasters = [layer_file(layer, "input stack")[0]]
+        rasters += [layer_file(x, "other input")[0]
+                    for x in self.parameterAsLayerList(parameters, "OTHER_INPUTS", context)]
+        mapping = parse_band_mapping(self.parameterAsString(parameters, "BAND_MAPPING", context), len(rasters))
+
+        def optional_raster(name, what):
+            lyr = self.parameterAsRasterLayer(parameters, name, context) if parameters.get(name) else None
+            return layer_file(lyr, what)[0] if lyr is not None else None
 
         def optional_number(name, cast):
             return cast(parameters[name]) if parameters.get(name) not in (None, "") else None
 
+        exclude, exclude_layer = (layer_file(self.parameterAsLayer(parameters, "EXCLUDE", context), "exclusion")
+                                  if parameters.get("EXCLUDE") else (None, None))
+        slope = optional_raster("SLOPE", "slope")
+        rules = MaskRules(slope_raster=slope, min_slope=self.parameterAsDouble(parameters, "MIN_SLOPE", context),
+                          water_raster=optional_raster("WATER", "water"), scl_raster=optional_raster("SCL", "SCL"),
+                          exclude=exclude, exclude_layer=exclude_layer)
+        if rules.min_slope > 0 and not slope:
+            raise InputError("A minimum slope needs a slope raster (SLOPE).")
+        prob = self.parameterAsOutputLayer(parameters, "OUTPUT_PROBABILITY", context)
+        mask = self.parameterAsOutputLayer(parameters, "OUTPUT_MASK", context) or None
+        polygons = self.parameterAsOutputLayer(parameters, "OUTPUT_POLYGONS", context) or None
         result = sliding_window_predict(
-            package, path, prob, mask,
+            package, rasters, prob, mask, polygons,
+            band_mapping=mapping,
             threshold=optional_number("THRESHOLD", float),
             extent=extent_or_none(self, parameters, "EXTENT", context, layer.crs()),
             tile_size=optional_number("TILE_SIZE", int),
             overlap=optional_number("OVERLAP", int),
             batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
             device=DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
+            tta=self.parameterAsBool(parameters, "TTA", context),
+            mask_rules=rules,
+            polygon_options=PolygonOptions(min_area_m2=self.parameterAsDouble(parameters, "MIN_AREA", context),
+                                           merge_distance=self.parameterAsDouble(parameters, "MERGE_DISTANCE",
+                                                                                 context),
+                                           slope_raster=slope),
             progress=progress,
         )
         self.style_output(context, prob, "probability.qml")
@@ -79,4 +157,8 @@ class PredictAlgorithm(LandslideAlgorithm):
         if mask:
             self.style_output(context, mask, "mask.qml")
             outputs["OUTPUT_MASK"] = mask
+        if polygons:
+            self.style_output(context, polygons, "predicted_polygons.qml")
+            outputs["OUTPUT_POLYGONS"] = polygons
+            outputs["POLYGON_COUNT"] = result.n_polygons
         return outputs

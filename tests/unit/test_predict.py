@@ -17,9 +17,11 @@ def stack(tmp_path, raster_writer):
     return raster_writer(tmp_path / "stack.tif", data, BANDS, nodata=np.nan)
 
 
-def test_tile_positions_cover_raster_to_the_edge():
-    assert tile_positions(150, 64, 48) == [0, 48, 86]
-    assert tile_positions(40, 64, 48) == [0]
+def test_tile_positions_cover_raster_evenly_with_the_minimum_overlap():
+    pos = tile_positions(150, 64, 16)
+    assert pos[0] == 0 and pos[-1] == 150 - 64 and len(pos) == 3
+    assert all(64 - (b - a) >= 16 for a, b in zip(pos, pos[1:]))
+    assert tile_positions(40, 64, 16) == [0]
 
 
 def test_blend_weights_never_zero_and_peak_in_centre():
@@ -64,7 +66,7 @@ def test_extent_predicts_a_sub_window_with_matching_transform(tmp_path, stack, p
 def test_missing_band_is_refused_and_leaves_no_file(tmp_path, raster_writer, package_factory):
     path = raster_writer(tmp_path / "s.tif", np.zeros((2, 64, 64), np.float32), ["pre_VV", "post_VV"])
     pkg = read_package(package_factory(tmp_path / "c.lmpkg", BANDS, tile_size=64))
-    with pytest.raises(InputError, match="lacks band.*dNDVI"):
+    with pytest.raises(InputError, match="has band.*dNDVI that the model needs"):
         sliding_window_predict(pkg, path, tmp_path / "p.tif")
     assert not (tmp_path / "p.tif").exists()
 
@@ -94,3 +96,68 @@ def test_pixel_size_far_from_training_is_refused(tmp_path, stack, package_factor
     pkg = read_package(package_factory(tmp_path / "c.lmpkg", BANDS, tile_size=64, pixel_size=(30.0, 30.0)))
     with pytest.raises(InputError, match="trained on 30 m pixels"):
         sliding_window_predict(pkg, stack, tmp_path / "p.tif")
+
+
+def _random_package(path, members: int, weights=None):
+    import torch
+
+    from landslide_mapper.models.package import make_manifest, write_package
+    from landslide_mapper.models.registry import create_model
+
+    torch.manual_seed(0)
+    kwargs = {"encoder_depth": 3, "decoder_channels": [32, 16, 8]}
+    net = create_model("Unet", "resnet18", 3, **kwargs)
+    weights = weights or [1.0] * members
+    manifest = make_manifest(
+        members=[{"architecture": "Unet", "encoder": "resnet18", "model_kwargs": kwargs,
+                  "weights": f"member{i}.safetensors", "weight": weights[i]} for i in range(members)],
+        input_bands=BANDS, band_stats=[{"name": b, "mean": 0.0, "std": 1.0} for b in BANDS], tile_size=64,
+        threshold=0.5, classes=[])
+    return write_package(path, manifest, [net.state_dict()] * members)
+
+
+def test_ensemble_of_identical_members_equals_the_member(tmp_path, stack):
+    single = read_package(_random_package(tmp_path / "one.lmpkg", 1))
+    double = read_package(_random_package(tmp_path / "two.lmpkg", 2, weights=[1.0, 3.0]))
+    sliding_window_predict(single, stack, tmp_path / "a.tif")
+    sliding_window_predict(double, stack, tmp_path / "b.tif")
+    with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
+        pa, pb = a.read(1), b.read(1)
+    assert np.nanstd(pa) > 1e-4  # a real, non-constant prediction
+    np.testing.assert_allclose(pa, pb, atol=1e-6)
+
+
+def test_probability_is_a_cog_with_overviews_and_tta_keeps_a_constant_model_constant(tmp_path, package_factory):
+    from support import write_raster
+
+    big = write_raster(tmp_path / "big.tif", np.zeros((3, 700, 600), np.float32), BANDS)
+    pkg = read_package(package_factory(tmp_path / "c.lmpkg", BANDS, logit=0.5, tile_size=128))
+    sliding_window_predict(pkg, big, tmp_path / "p.tif", tta=True, batch_size=8)
+    with rasterio.open(tmp_path / "p.tif") as p:
+        assert p.overviews(1) and p.profile.get("tiled")
+        assert p.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert p.descriptions == ("landslide_probability",)
+        np.testing.assert_allclose(p.read(1), 1 / (1 + np.exp(-0.5)), atol=1e-5)
+
+
+def test_bands_from_several_rasters_and_a_manual_mapping(tmp_path, raster_writer, package_factory):
+    rng = np.random.default_rng(1)
+    a = raster_writer(tmp_path / "a.tif", rng.normal(size=(2, 80, 90)).astype(np.float32), ["pre_VV", "post_VV"])
+    b = raster_writer(tmp_path / "b.tif", rng.normal(size=(1, 80, 90)).astype(np.float32), [""])
+    pkg = read_package(package_factory(tmp_path / "c.lmpkg", BANDS, tile_size=64))
+    with pytest.raises(InputError, match="dNDVI"):
+        sliding_window_predict(pkg, [a, b], tmp_path / "p.tif")
+    out = sliding_window_predict(pkg, [a, b], tmp_path / "p.tif", band_mapping={"dNDVI": (1, 1)})
+    assert out.probability.exists()
+
+
+def test_polygons_from_predict_with_min_area(tmp_path, stack, package_factory):
+    pkg = read_package(package_factory(tmp_path / "c.lmpkg", BANDS, logit=3.0, tile_size=64))
+    result = sliding_window_predict(pkg, stack, tmp_path / "p.tif", tmp_path / "m.tif", tmp_path / "l.gpkg")
+    # Everything is "landslide" except the nodata hole: one polygon with a hole, 150×170 − 10×15 px of 100 m².
+    assert result.n_polygons == 1
+    from osgeo import ogr
+
+    ds = ogr.Open(str(tmp_path / "l.gpkg"))  # keep the dataset alive while its layer is used
+    feat = ds.GetLayer(0).GetNextFeature()
+    assert feat.GetField("area_m2") == pytest.approx((150 * 170 - 150) * 100)
