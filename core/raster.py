@@ -29,13 +29,16 @@ from .errors import InputError
 DEFAULT_BLOCK = 1024  # pixels per side of a processing window: ~4 MB per float32 band
 
 
-def open_raster(path: str | os.PathLike) -> rasterio.io.DatasetReader:
-    """Open a raster for reading, or explain in one sentence why it cannot be."""
+def open_raster(path: str | os.PathLike, **options) -> rasterio.io.DatasetReader:
+    """Open a raster for reading, or explain in one sentence why it cannot be.
+
+    `options` are GDAL open options, e.g. num_threads="ALL_CPUS" to decode the tiles of one read in parallel.
+    """
     path = str(path)
-    if not os.path.exists(path):
+    if not path.startswith("/vsi") and not os.path.exists(path):
         raise InputError(f"Raster file '{path}' does not exist.")
     try:
-        return rasterio.open(path)
+        return rasterio.open(path, **options)
     except rasterio.errors.RasterioIOError as exc:
         raise InputError(f"'{path}' is not a raster GDAL can read ({exc}).") from None
 
@@ -58,9 +61,30 @@ def read_float(src, indexes: Sequence[int] | int, window: Window | None = None) 
     """Read bands as float32 with NaN wherever the source says nodata (value or mask)."""
     single = isinstance(indexes, int)
     idx = [indexes] if single else list(indexes)
+    if all(_nodata_is_a_value(src, i) for i in idx):
+        # Fast path (no mask-band read, no masked array): GDAL converts to float32 while reading, then the
+        # nodata value becomes NaN. Only for dtypes float32 holds exactly, so the comparison stays exact.
+        out = src.read(idx, window=window, out_dtype="float32")
+        for k, i in enumerate(idx):
+            nodata = src.nodatavals[i - 1]
+            if nodata is not None and not np.isnan(nodata):
+                out[k][out[k] == np.float32(nodata)] = np.nan
+        return out[0] if single else out
     data = src.read(idx, window=window, masked=True)
     out = np.ma.filled(data.astype(np.float32), np.nan)
     return out[0] if single else out
+
+
+def _nodata_is_a_value(src, index: int) -> bool:
+    """True when band `index` marks nodata only by a value (or not at all) and float32 holds its values exactly."""
+    flags = src.mask_flag_enums[index - 1]
+    if src.dtypes[index - 1] not in ("float32", "uint8", "int8", "uint16", "int16"):
+        return False
+    if rasterio.enums.MaskFlags.all_valid in flags:
+        return True
+    nodata = src.nodatavals[index - 1]
+    return rasterio.enums.MaskFlags.nodata in flags and nodata is not None and \
+        (np.isnan(nodata) or float(np.float32(nodata)) == nodata)
 
 
 def _differs(data: np.ndarray, value: float) -> np.ndarray:
@@ -235,16 +259,20 @@ def create_raster(
     nodata=None,
     tags: dict | None = None,
     cog: bool = False,
+    fast: bool = False,
 ):
     """Open a new GeoTIFF for windowed writing; it appears at `path` only if the block exits cleanly.
 
     `cog=True` converts the finished file to a Cloud-Optimised GeoTIFF with overviews (GDAL streams the copy,
     so memory stays bounded), for fast display of large maps in QGIS and on the web.
+    `fast=True` compresses at DEFLATE level 1: ~7× faster to write for a few % more bytes (class maps).
     """
     with atomic_output(path) as tmp:
         stage = _temp_sibling(Path(tmp), ".tif") if cog else tmp
         profile = gtiff_profile(width=width, height=height, count=len(descriptions), dtype=dtype, crs=crs,
                                 transform=transform, nodata=nodata)
+        if fast:
+            profile["zlevel"] = 1
         try:
             with rasterio.open(stage, "w", **profile) as dst:
                 for i, name in enumerate(descriptions, start=1):

@@ -1,18 +1,21 @@
 """Pre/post change stacks: the band naming catalogue, the study presets, and windowed stack building.
 
 A stack band is named by the catalogue (`pre_VV`, `post_B04`, `dNDVI`, `slope`) and computed from input rasters whose
-bands carry catalogue descriptions. Inputs on other grids are reprojected onto the reference grid (the first
-pre-event raster) window by window.
+bands carry catalogue descriptions (or, for single-band files without one, whose file name names the band: `B2.tif`,
+`slope.tif`, `dsm.tif`). Inputs on other grids are reprojected onto the reference grid (the first pre-event raster, or
+a chosen reference raster, optionally at another resolution) window by window.
 """
 from __future__ import annotations
 
 import os
+import re
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from rasterio.warp import Resampling
 
 from . import raster
 from .errors import InputError
@@ -47,7 +50,65 @@ PRESETS: dict[str, list[str]] = {
     "setting4": ["post_B02", "post_B03", "post_B04", "post_B08", "dNDVI"],
     "s1_all": ["pre_VV", "post_VV", "dVV", "pre_VH", "post_VH", "dVH"],
     "s2": ["post_B02", "post_B03", "post_B04", "post_B08", "dNDVI"],
+    # the global study's "all" setting, reduced to the bands this plugin can make (no layover/shadow/climate/...)
+    "all": ["pre_VV", "post_VV", "dVV", "pre_VH", "post_VH", "dVH", "elevation", "slope", "dNDVI"],
 }
+# Bands whose values are classes or angles: resampled by nearest neighbour, never averaged (350° and 10° ≠ 180°).
+NEAREST_BANDS = {"SCL", "aspect"}
+
+_EXACT = {n.lower(): n for n in S2_BANDS + S1_BANDS + TERRAIN_BANDS + ["SCL", "NDVI"]}
+_S2_LABEL = re.compile(r"^B(0?[1-9]|1[0-2]|8A)$", re.I)                       # GEE style: B2, B8A
+_S1_LABEL = re.compile(r"^(?:(?:sigma|gamma|beta)0_?)?(VV|VH)(?:_?db)?$", re.I)   # SNAP style: Sigma0_VV_db
+_S2_TOKEN = re.compile(r"(?<![A-Za-z0-9])B(0?[1-9]|1[0-2]|8A)(?![A-Za-z0-9])", re.I)
+_S1_TOKEN = re.compile(r"(?<![A-Za-z0-9])(VV|VH)(?![A-Za-z0-9])", re.I)
+_WORD_TOKEN = re.compile(r"(?<![A-Za-z])(SCL|NDVI|slope|aspect|hillshade|TPI|roughness|elevation|DEM|DSM|DTM)"
+                         r"(?![A-Za-z])", re.I)
+
+
+def _s2_name(number: str) -> str:
+    return "B8A" if number.upper() == "8A" else f"B{int(number):02d}"
+
+
+def catalogue_name(label: str, loose: bool = False) -> str | None:
+    """The catalogue name a band label stands for (`B2` → `B02`, `Sigma0_VV_db` → `VV`), or None.
+
+    `loose` also finds a band named inside a longer text such as a file name (`s2_B04`, `T33UUP_..._B8A_20m`,
+    `iburi_dsm` → `elevation`); band descriptions are matched strictly so `pre_VV` is never taken for `VV`.
+    """
+    text = label.strip()
+    if text.lower() in _EXACT:
+        return _EXACT[text.lower()]
+    m = _S2_LABEL.match(text) or (_S2_TOKEN.search(text) if loose else None)
+    if m:
+        return _s2_name(m.group(1))
+    m = _S1_LABEL.match(text) or (_S1_TOKEN.search(text) if loose else None)
+    if m:
+        return m.group(1).upper()
+    m = _WORD_TOKEN.search(text) if loose else None
+    if m:
+        word = m.group(1).lower()
+        return "elevation" if word in ("dem", "dsm", "dtm") else _EXACT[word]
+    return None
+
+
+def source_band_names(src, path: str | os.PathLike | None = None, names: Sequence[str] | None = None) -> list[str]:
+    """Catalogue names of a raster's bands: `names` if given, else its band descriptions, else (single band) the
+    band its file name names; `band<N>` where nothing names a band."""
+    if names:
+        names = [n.strip() for n in names if n.strip()]
+        if len(names) != src.count:
+            raise InputError(f"'{path or src.name}' has {src.count} band(s) but {len(names)} band name(s) were "
+                             f"given for it ({', '.join(names)}).")
+        return [catalogue_name(n) or n for n in names]
+    out = []
+    for i, d in enumerate(src.descriptions, start=1):
+        if d:
+            out.append(catalogue_name(d) or d)
+        elif src.count == 1:
+            out.append(catalogue_name(Path(path or src.name).stem, loose=True) or f"band{i}")
+        else:
+            out.append(f"band{i}")
+    return out
 
 
 def describe_band(name: str) -> str:
@@ -95,8 +156,9 @@ def _parse(name: str) -> tuple[str, str]:
 @dataclass
 class _Source:
     path: str
-    dataset: object  # an open rasterio dataset on the reference grid
+    dataset: object  # an open rasterio dataset on the reference grid (bilinear)
     names: list[str]
+    nearest: object = None  # the same on the reference grid by nearest neighbour, for NEAREST_BANDS
 
 
 class _BandReader:
@@ -119,7 +181,8 @@ class _BandReader:
         found = self._find(base)
         if found is not None:
             src, idx = found
-            return raster.read_float(src.dataset, idx, window)
+            view = src.nearest if base in NEAREST_BANDS and src.nearest is not None else src.dataset
+            return raster.read_float(view, idx, window)
         if base == "NDVI" and self.has("B08") and self.has("B04"):
             nir, red = self.read("B08", window), self.read("B04", window)
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -142,10 +205,14 @@ def build_change_stack(
     extent: Sequence[float] | None = None,
     block: int = raster.DEFAULT_BLOCK,
     progress: Progress | None = None,
+    reference: str | os.PathLike | None = None,
+    resolution: float | None = None,
 ) -> Path:
-    """Write a Float32 stack of catalogue bands (nodata NaN) on the grid of the first pre-event raster.
+    """Write a Float32 stack of catalogue bands (nodata NaN) on the grid of `reference` (default: the first
+    pre-event raster), resampled to `resolution` (reference CRS units) if given.
 
     `extent` (xmin, ymin, xmax, ymax in the reference CRS) crops the output to a sub-window of that grid.
+    Every other input is reprojected onto that grid (bilinear; nearest for classes and aspect), never relabelled.
     """
     progress = or_null(progress)
     names = resolve_bands(bands)
@@ -155,17 +222,26 @@ def build_change_stack(
     if needs_post and not post:
         raise InputError(f"Bands {', '.join(names)} need post-event rasters, but none were given.")
     with ExitStack() as stack:
-        reference = stack.enter_context(raster.open_raster(pre[0]))
-        if reference.crs is None:
-            raise InputError(f"Raster '{pre[0]}' has no CRS; the output grid needs one.")
-        window = raster.window_from_extent(reference, extent)
+        reference_path = reference if reference is not None else pre[0]
+        reference_ds = stack.enter_context(raster.open_raster(reference_path))
+        if reference_ds.crs is None:
+            raise InputError(f"Raster '{reference_path}' has no CRS; the output grid needs one.")
+        grid = raster.Grid.of(reference_ds)
+        if resolution:
+            grid = grid.with_resolution(resolution)
+            progress.log(f"Output grid: {grid.width}×{grid.height} px of {resolution:g} CRS units "
+                         f"over '{reference_path}'")
+        window = raster.window_from_extent(grid, extent)
 
         def open_all(paths):
             out = []
             for p in paths:
                 ds = stack.enter_context(raster.open_raster(p))
-                view = stack.enter_context(raster.aligned(ds, reference))
-                out.append(_Source(str(p), view, raster.band_names(ds)))
+                names = source_band_names(ds, p)
+                view = stack.enter_context(raster.aligned(ds, grid))
+                nearest = (stack.enter_context(raster.aligned(ds, grid, Resampling.nearest))
+                           if NEAREST_BANDS & set(names) and view is not ds else None)
+                out.append(_Source(str(p), view, names, nearest))
             return out
 
         readers = {"pre": _BandReader(open_all(pre), "pre-event"), "post": _BandReader(open_all(post), "post-event"),
@@ -176,10 +252,10 @@ def build_change_stack(
             for k in (("pre", "post") if kind == "diff" else (kind,)):
                 if not readers[k].has(base):
                     readers[k].read(base, None)  # raises the explanatory InputError
-        transform = reference.window_transform(window)
+        transform = grid.window_transform(window)
         width, height = int(window.width), int(window.height)
         n_windows = raster.count_windows(width, height, block)
-        with raster.create_raster(out_path, width=width, height=height, crs=reference.crs, transform=transform,
+        with raster.create_raster(out_path, width=width, height=height, crs=grid.crs, transform=transform,
                                   dtype="float32", descriptions=names, nodata=np.nan,
                                   tags={"LANDSLIDE_MAPPER": "change_stack", "BANDS": ",".join(names)}) as dst:
             for k, win in enumerate(raster.block_windows(width, height, block)):

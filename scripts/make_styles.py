@@ -26,8 +26,10 @@ from osgeo import gdal  # noqa: E402
 from qgis.core import (  # noqa: E402
     QgsApplication,
     QgsColorRampShader,
+    QgsContrastEnhancement,
     QgsFillSymbol,
     QgsMapLayer,
+    QgsMultiBandColorRenderer,
     QgsPalettedRasterRenderer,
     QgsRasterLayer,
     QgsRasterMinMaxOrigin,
@@ -74,6 +76,17 @@ class Outline:
     width_mm: float
 
 
+@dataclass(frozen=True)
+class Rgb:
+    """A multiband colour style: bands 1, 2, 3 as red, green, blue, each stretched linearly over a fixed range.
+
+    processing_provider/base.py `RGB_STYLES` re-points the three channels at the bands named in `bands`.
+    """
+
+    bands: tuple[str, str, str]
+    ranges: tuple[tuple[float, float], tuple[float, float], tuple[float, float]]
+
+
 # Names are the ui/styles/<name>.qml files that processing_provider/base.py `style_output(..., qml)` refers to.
 STYLE_DEFINITIONS: dict[str, Ramp | Palette | Outline] = {
     "confusion": Palette(
@@ -113,18 +126,40 @@ STYLE_DEFINITIONS: dict[str, Ramp | Palette | Outline] = {
         clip=True,  # below 0.5 is not drawn
     ),
     "mask": Palette((Stop(1, "#f03b20", "Landslide"),)),
+    # Sentinel-2 composites (reflectance ×10⁴): 0–3000 keeps forest, fields and fresh bare-soil scars readable;
+    # NIR gets 0–5000 as healthy vegetation reflects 0.3–0.5 there (red in false colour, scars cyan-grey).
+    "s2_true_colour": Rgb(("B04", "B03", "B02"), ((0, 3000), (0, 3000), (0, 3000))),
+    "s2_false_colour": Rgb(("B08", "B04", "B03"), ((0, 5000), (0, 3000), (0, 3000))),
+    # Two predictions A and B against the same truth (e.g. ensemble vs single model): codes of
+    # core/metrics.py compare_predictions (COMPARISON_CLASSES); 8 = both right, no landslide, and 0 = nodata stay
+    # transparent.
+    "comparison": Palette(
+        (
+            Stop(1, "#1a9641", "Both detect the landslide"),
+            Stop(2, "#80cdc1", "Only A detects (B misses)"),
+            Stop(3, "#dfc27d", "Only B detects (A misses)"),
+            Stop(4, "#2c7bb6", "Both miss the landslide"),
+            Stop(5, "#e31a1c", "Both give a false alarm"),
+            Stop(6, "#f781bf", "False alarm of A only"),
+            Stop(7, "#984ea3", "False alarm of B only"),
+        )
+    ),
     "truth_outline": Outline("#ffffff", 0.6),
     "predicted_polygons": Outline("#ffff00", 0.6),
 }
 
-RENDERER_TYPES = {Ramp: "singlebandpseudocolor", Palette: "paletted", Outline: "singleSymbol"}
+RENDERER_TYPES = {Ramp: "singlebandpseudocolor", Palette: "paletted", Outline: "singleSymbol", Rgb: "multibandcolor"}
 
 
-def _sample_raster(folder: Path, name: str, gdal_type: int) -> QgsRasterLayer:
+def _sample_raster(folder: Path, name: str, gdal_type: int, count: int = 1) -> QgsRasterLayer:
     path = folder / f"{name}.tif"
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), 4, 4, 1, gdal_type)
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), 4, 4, count, gdal_type)
     ds.SetGeoTransform((0, 10, 0, 40, 0, -10))
-    ds.GetRasterBand(1).Fill(1)
+    if count == 1:
+        ds.GetRasterBand(1).Fill(1)
+    else:  # varied values: GDAL's statistics for the RGB renderer complain about a constant band
+        for i in range(1, count + 1):
+            ds.GetRasterBand(i).WriteRaster(0, 0, 4, 4, bytes(range(16)) * 4, buf_type=gdal.GDT_Float32)
     ds = None
     layer = QgsRasterLayer(str(path), name)
     if not layer.isValid():
@@ -164,6 +199,22 @@ def palette_renderer(layer: QgsRasterLayer, palette: Palette) -> QgsPalettedRast
     return QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes)
 
 
+def rgb_renderer(layer: QgsRasterLayer, rgb: Rgb) -> QgsMultiBandColorRenderer:
+    renderer = QgsMultiBandColorRenderer(layer.dataProvider(), 1, 2, 3)
+    setters = (renderer.setRedContrastEnhancement, renderer.setGreenContrastEnhancement,
+               renderer.setBlueContrastEnhancement)
+    for band, ((lo, hi), setter) in enumerate(zip(rgb.ranges, setters), start=1):
+        enhancement = QgsContrastEnhancement(layer.dataProvider().dataType(band))
+        enhancement.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum)
+        enhancement.setMinimumValue(lo)
+        enhancement.setMaximumValue(hi)
+        setter(enhancement)
+    origin = QgsRasterMinMaxOrigin()
+    origin.setLimits(QgsRasterMinMaxOrigin.None_)  # fixed stretch: the same look for every date and place
+    renderer.setMinMaxOrigin(origin)
+    return renderer
+
+
 def outline_renderer(outline: Outline) -> QgsSingleSymbolRenderer:
     symbol = QgsFillSymbol.createSimple(
         {"style": "no", "outline_style": "solid", "outline_color": outline.color,
@@ -185,6 +236,9 @@ def build_style(name: str, definition, folder: Path) -> QgsMapLayer:
     elif isinstance(definition, Palette):
         layer = _sample_raster(folder, name, gdal.GDT_Byte)
         layer.setRenderer(palette_renderer(layer, definition))
+    elif isinstance(definition, Rgb):
+        layer = _sample_raster(folder, name, gdal.GDT_Float32, count=3)
+        layer.setRenderer(rgb_renderer(layer, definition))
     else:
         layer = _sample_raster(folder, name, gdal.GDT_Float32)
         layer.setRenderer(ramp_renderer(layer, definition))
@@ -212,7 +266,7 @@ def check_style(path: Path, definition, folder: Path) -> None:
     layer = (
         QgsVectorLayer("Polygon?crs=EPSG:4326", "check", "memory")
         if isinstance(definition, Outline)
-        else _sample_raster(folder, f"check_{path.stem}", gdal.GDT_Float32)
+        else _sample_raster(folder, f"check_{path.stem}", gdal.GDT_Float32, 3 if isinstance(definition, Rgb) else 1)
     )
     message, ok = layer.loadNamedStyle(str(path))
     expected = RENDERER_TYPES[type(definition)]
