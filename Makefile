@@ -53,8 +53,9 @@ $(VENV_PY): | apt-packages
 	$(SYSTEM_PY) -m venv --system-site-packages $(VENV)
 
 # Reinstalled only when requirements.txt is newer than the stamp.
-$(STAMP): requirements.txt | $(VENV_PY)
+$(STAMP): requirements.txt requirements-nodeps.txt | $(VENV_PY)
 	$(VENV_PY) -m pip install -r requirements.txt
+	$(VENV_PY) -m pip install --no-deps -r requirements-nodeps.txt
 	touch $@
 
 import-link:

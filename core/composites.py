@@ -34,9 +34,7 @@ from .progress import Progress, check_canceled, or_null
 from .stack import S2_BANDS, catalogue_name, source_band_names
 
 COMPOSITE_BLOCK = 512  # window side: 6 dates × 13 bands × 512² float32 ≈ 80 MB, whatever the scene size
-# GDAL's block cache defaults to 5 % of RAM (1.2 GB on a 24 GB machine) and fills up while dozens of bands stream
-# through; a composite reads each block about once, so a small cache bounds memory without costing reads.
-GDAL_CACHE_BYTES = 256 * 2**20
+# A composite reads each block about once, so the small GDAL cache of raster.bounded_gdal_cache costs no reads.
 RASTER_SUFFIXES = {".tif", ".tiff", ".jp2", ".vrt", ".img"}
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -398,7 +396,7 @@ def s2_composite(
     first = acqs[0]
     finest = min((first.bands[b] for b in needed), key=lambda b: b.resolution)
     with ExitStack() as stack:
-        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES))
+        stack.enter_context(raster.bounded_gdal_cache())
         grid = raster.target_grid(stack.enter_context(raster.open_raster(finest.path)), crs, resolution, extent,
                                   extent_crs)
         views = _Views(stack, grid)
@@ -761,7 +759,7 @@ def s1_composite(
         progress.log(f"{s.label}: {', '.join(s.bands)} in {s.units}, {s.orbit or 'orbit unknown'}")
     halo = _filter_halo(speckle, window)
     with ExitStack() as stack:
-        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES))
+        stack.enter_context(raster.bounded_gdal_cache())
         grid = raster.target_grid(stack.enter_context(raster.open_raster(used[0].path)), crs, resolution, extent,
                                   extent_crs)
         views = _Views(stack, grid)

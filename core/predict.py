@@ -1,9 +1,9 @@
-"""Sliding-window inference with weighted blending, written strip by strip (memory bounded by raster width).
+"""Sliding-window inference with weighted blending, written as it goes (memory bounded by the tile size).
 
 Tiles sit on a regular grid spread evenly between the raster edges. Each tile's probabilities are weighted by a
 smooth window that is highest in the tile centre, summed, and divided by the summed weights, so tile seams vanish
-and a pixel seen by one tile only (raster borders) keeps that tile's value. Reading the next strip happens on a
-background thread while the network computes.
+and a pixel seen by one tile only (raster borders) keeps that tile's value. Tiles are read in batches, the next
+batch on a background thread while the network computes; only one tile row of accumulators is kept.
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from .progress import Progress, SubProgress, check_canceled, or_null
 from .training import _autocast, pick_device
 
 MASK_NODATA = 255
+WRITE_CHUNK = 2048  # columns written at once: keeps write buffers small on very wide rasters
 
 
 def blend_weights(tile: int, overlap: int) -> np.ndarray:
@@ -166,6 +167,7 @@ def sliding_window_predict(
     predict_progress = SubProgress(progress, 0, 85 if out_polygons else 100)
 
     with ExitStack() as stack:
+        stack.enter_context(raster.bounded_gdal_cache())
         inputs = _Inputs(stack, rasters, sources)
         src = inputs.grid
         _check_pixel_size(package, src, rasters[0])
@@ -184,52 +186,59 @@ def sliding_window_predict(
             tags={"LANDSLIDE_MAPPER": "mask", "THRESHOLD": threshold})) if out_mask else None
         allowed = stack.enter_context(open_mask_rules(mask_rules, src)) if out_mask else None
         reader = stack.enter_context(ThreadPoolExecutor(max_workers=1))
+        th, tw = min(tile, height), min(tile, width)
+        w = weights[:th, :tw]
+        # One job = a batch of neighbouring tiles in one tile row, read as one window; the next job's window is
+        # read on the background thread while the network computes the current one.
+        jobs = [(k, r, cols[s:s + batch_size]) for k, r in enumerate(rows) for s in range(0, len(cols), batch_size)]
 
-        def strip_window(r):
-            return Window(win.col_off, win.row_off + r, width, min(tile, height))
+        def read_job(job):
+            _, r, batch_cols = job
+            c0 = batch_cols[0]
+            return inputs.read(Window(win.col_off + c0, win.row_off + r, batch_cols[-1] + tw - c0, th))
 
-        acc_top = 0  # first row (output coords) held in the accumulators
+        acc_top = 0  # first output row held in the accumulators (the rows not yet written)
         acc = np.zeros((0, width), dtype=np.float32)
         wsum = np.zeros((0, width), dtype=np.float32)
         valid_rows = np.zeros((0, width), dtype=bool)
-        pending = reader.submit(inputs.read, strip_window(rows[0]))
-        for k, r in enumerate(rows):
+        pending = reader.submit(read_job, jobs[0])
+        for j, job in enumerate(jobs):
             check_canceled(progress)
+            k, r, batch_cols = job
             data = pending.result()
-            if k + 1 < len(rows):
-                pending = reader.submit(inputs.read, strip_window(rows[k + 1]))  # overlaps with compute below
-            th = data.shape[1]
-            valid = np.all(np.isfinite(data), axis=0)
-            x = np.nan_to_num((data - mean[:, None, None]) / std[:, None, None], nan=0.0, posinf=0.0, neginf=0.0)
+            if j + 1 < len(jobs):
+                pending = reader.submit(read_job, jobs[j + 1])
             need = r + th - acc_top - acc.shape[0]
             if need > 0:
                 acc = np.vstack([acc, np.zeros((need, width), np.float32)])
                 wsum = np.vstack([wsum, np.zeros((need, width), np.float32)])
                 valid_rows = np.vstack([valid_rows, np.zeros((need, width), bool)])
-            off = r - acc_top
-            valid_rows[off:off + th] |= valid
-            probs = _predict_strip(run_tiles, x, cols, tile, batch_size, dev, progress)
-            tw = min(tile, width)
-            w = weights[:th, :tw]
-            for c, p in zip(cols, probs):
+            off, c0 = r - acc_top, batch_cols[0]
+            valid_rows[off:off + th, c0:c0 + data.shape[2]] |= np.all(np.isfinite(data), axis=0)
+            x = np.nan_to_num((data - mean[:, None, None]) / std[:, None, None], nan=0.0, posinf=0.0, neginf=0.0)
+            probs = _predict_tiles(run_tiles, x, [c - c0 for c in batch_cols], tile, dev)
+            for c, p in zip(batch_cols, probs):
                 acc[off:off + th, c:c + tw] += p[:th, :tw] * w
                 wsum[off:off + th, c:c + tw] += w
-            # Rows above the next strip are final: write and drop them.
-            done = (rows[k + 1] if k + 1 < len(rows) else height) - acc_top
-            if done > 0:
-                out = np.where(valid_rows[:done], acc[:done] / np.maximum(wsum[:done], 1e-12), np.nan)
-                out = out.astype(np.float32)
-                out_win = Window(0, acc_top, width, done)
-                prob_dst.write(out[None], window=out_win)
-                if mask_dst is not None:
-                    mask = np.where(np.isfinite(out), out >= threshold, MASK_NODATA).astype(np.uint8)
-                    if allowed is not None:
-                        src_win = Window(win.col_off, win.row_off + acc_top, width, done)
-                        mask[(mask == 1) & ~allowed(src_win)] = 0
-                    mask_dst.write(mask[None], window=out_win)
+            last_of_row = j + 1 == len(jobs) or jobs[j + 1][0] != k
+            if last_of_row:
+                # Rows above the next tile row are final: write them and drop them from the accumulators.
+                done = (rows[k + 1] if k + 1 < len(rows) else height) - acc_top
+                for c in range(0, width, WRITE_CHUNK):
+                    cw = min(WRITE_CHUNK, width - c)
+                    out = np.where(valid_rows[:done, c:c + cw],
+                                   acc[:done, c:c + cw] / np.maximum(wsum[:done, c:c + cw], 1e-12), np.nan)
+                    out = out.astype(np.float32)
+                    out_win = Window(c, acc_top, cw, done)
+                    prob_dst.write(out[None], window=out_win)
+                    if mask_dst is not None:
+                        mask = np.where(np.isfinite(out), out >= threshold, MASK_NODATA).astype(np.uint8)
+                        if allowed is not None:
+                            mask[(mask == 1) & ~allowed(Window(win.col_off + c, win.row_off + acc_top, cw, done))] = 0
+                        mask_dst.write(mask[None], window=out_win)
                 acc, wsum, valid_rows = acc[done:], wsum[done:], valid_rows[done:]
                 acc_top += done
-            predict_progress.set_progress(100.0 * (k + 1) / len(rows))
+            predict_progress.set_progress(100.0 * (j + 1) / len(jobs))
     n_polygons = None
     if out_polygons:
         n_polygons = polygonize_mask(out_mask, out_polygons, out_probability, polygon_options,
@@ -265,18 +274,14 @@ def _tile_runner(package, device, tta: bool):
 
 
 @torch.inference_mode()
-def _predict_strip(run_tiles, x: np.ndarray, cols, tile, batch_size, device, progress) -> list:
-    """Probabilities (tile×tile, padded where the raster is smaller) of each tile of one strip."""
+def _predict_tiles(run_tiles, x: np.ndarray, offsets, tile, device) -> np.ndarray:
+    """Probabilities (N, tile, tile) of the tiles starting at column `offsets` of a (C, ≤tile, W) window."""
     c, h, w = x.shape
-    if h < tile or w < tile:  # raster smaller than a tile: zero-pad (the normalised mean), crop afterwards
-        x = np.pad(x, ((0, 0), (0, max(0, tile - h)), (0, max(0, tile - w))))
-    out = []
-    for s in range(0, len(cols), batch_size):
-        check_canceled(progress)
-        batch = np.stack([x[:, :tile, col:col + tile] for col in cols[s:s + batch_size]])
-        xb = torch.from_numpy(batch).to(device, non_blocking=True)
-        out.extend(run_tiles(xb).cpu().numpy())
-    return out
+    need_w = offsets[-1] + tile
+    if h < tile or w < need_w:  # raster smaller than a tile: zero-pad (the normalised mean), crop afterwards
+        x = np.pad(x, ((0, 0), (0, max(0, tile - h)), (0, max(0, need_w - w))))
+    batch = np.stack([x[:, :tile, o:o + tile] for o in offsets])
+    return run_tiles(torch.from_numpy(batch).to(device, non_blocking=True)).cpu().numpy()
 
 
 def _check_pixel_size(package, src, path) -> None:

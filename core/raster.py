@@ -27,6 +27,12 @@ from rasterio.windows import Window
 from .errors import InputError
 
 DEFAULT_BLOCK = 1024  # pixels per side of a processing window: ~4 MB per float32 band
+GDAL_CACHE_BYTES = 256 * 2**20  # GDAL's default block cache is 5 % of RAM (1.2 GB here): bound it
+
+
+def bounded_gdal_cache(**options) -> rasterio.Env:
+    """A rasterio environment whose GDAL block cache stays small, so memory does not grow with raster size."""
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES, **options)
 
 
 def open_raster(path: str | os.PathLike, **options) -> rasterio.io.DatasetReader:

@@ -23,6 +23,7 @@ import rasterio.windows
 from osgeo import gdal, ogr, osr
 from rasterio.crs import CRS
 
+from . import raster
 from .errors import InputError
 from .progress import PrintProgress, Progress, check_canceled, or_null
 from .raster import DEFAULT_BLOCK, atomic_output, block_windows, count_windows, create_raster
@@ -755,7 +756,7 @@ def simulate_event(out_dir, width: int = 512, height: int = 512, seed: int = 0, 
     common_tags = {"SIMULATED": "landslide_mapper.core.simulate", "SEED": seed}
     with ExitStack() as stack:
         # a bounded block cache keeps memory flat for any scene size; compression uses every core
-        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=256, GDAL_NUM_THREADS="ALL_CPUS"))
+        stack.enter_context(raster.bounded_gdal_cache(GDAL_NUM_THREADS="ALL_CPUS"))
         gpkg_tmp = stack.enter_context(atomic_output(out / "labels.gpkg"))
         _write_polygons(gpkg_tmp, slides, crs_obj, (transform.c, transform.f))
         dsts = {}

@@ -1,0 +1,126 @@
+"""Prediction benchmarks (issue 7): throughput against a bare batched forward, and peak memory vs raster size.
+
+1. Throughput: `sliding_window_predict` (reading, normalising, blending, writing a COG probability and a mask)
+   against a bare batched forward of the same network over the same raster cut into non-overlapping tiles,
+   tensors prepared in memory beforehand. Printed as `predict/forward ratio`.
+2. Memory: peak RSS of a child process predicting a 2k×2k and a 20k×20k stack with the same model; memory must
+   not grow with the raster (`rss 20k/2k ratio`).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+BANDS = ["pre_VV", "post_VV", "dNDVI"]
+DEMO_MODEL = {"encoder_depth": 4, "decoder_channels": [64, 32, 16, 16]}  # what `make demo` trains
+TINY_MODEL = {"encoder_depth": 3, "decoder_channels": [16, 8, 8]}
+
+
+def make_stack(path: Path, size: int, block: int = 2048) -> Path:
+    """A smooth synthetic 3-band stack written window by window (content does not change the cost)."""
+    from landslide_mapper.core import raster
+    from rasterio.transform import from_origin
+
+    if path.exists():
+        return path
+    with raster.create_raster(path, width=size, height=size, crs="EPSG:32632",
+                              transform=from_origin(400000, 7000000, 10, 10), dtype="float32",
+                              descriptions=BANDS, nodata=np.nan) as dst:
+        for win in raster.block_windows(size, size, block):
+            rows = np.arange(win.row_off, win.row_off + win.height, dtype=np.float32)[:, None]
+            cols = np.arange(win.col_off, win.col_off + win.width, dtype=np.float32)[None, :]
+            base = np.sin(rows / 97.0) * np.cos(cols / 131.0)
+            dst.write(np.stack([base - 8, base * 2 - 8, base * 0.3]).astype(np.float32), window=win)
+    return path
+
+
+def make_package(path: Path, model_kwargs: dict, tile: int, overlap: int) -> Path:
+    import torch
+
+    from landslide_mapper.models.package import make_manifest, write_package
+    from landslide_mapper.models.registry import create_model
+
+    torch.manual_seed(0)
+    net = create_model("Unet", "resnet18", len(BANDS), **model_kwargs)
+    manifest = make_manifest(
+        members=[{"architecture": "Unet", "encoder": "resnet18", "model_kwargs": model_kwargs,
+                  "weights": "weights.safetensors", "weight": 1.0}],
+        input_bands=BANDS, band_stats=[{"name": b, "mean": 0.0, "std": 1.0} for b in BANDS],
+        tile_size=tile, overlap=overlap, threshold=0.5, classes=[], pixel_size=(10.0, 10.0))
+    return write_package(path, manifest, [net.state_dict()])
+
+
+def bare_forward_seconds(package, stack: Path, tile: int, batch: int) -> float:
+    """Time of the plain reference: batched forward over non-overlapping tiles held in memory."""
+    import rasterio
+    import torch
+
+    with rasterio.open(stack) as src:
+        data = src.read().astype(np.float32)
+    c, h, w = data.shape
+    ph, pw = -(-h // tile) * tile, -(-w // tile) * tile
+    padded = np.zeros((c, ph, pw), np.float32)
+    padded[:, :h, :w] = data
+    tiles = [torch.from_numpy(np.ascontiguousarray(padded[:, r:r + tile, q:q + tile]))
+             for r in range(0, ph, tile) for q in range(0, pw, tile)]
+    model = package.members("cpu")[0][0]
+    started = time.perf_counter()
+    with torch.inference_mode():
+        for s in range(0, len(tiles), batch):
+            torch.sigmoid(model(torch.stack(tiles[s:s + batch])))
+    return time.perf_counter() - started
+
+
+CHILD = """
+import json, resource, sys, time
+from landslide_mapper.core.predict import sliding_window_predict
+from landslide_mapper.models.package import read_package
+pkg = read_package(sys.argv[1])
+t = time.perf_counter()
+sliding_window_predict(pkg, sys.argv[2], sys.argv[3], sys.argv[4], batch_size=4, device="cpu")
+print(json.dumps({"seconds": time.perf_counter() - t,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def child_predict(package: Path, stack: Path, out: Path) -> dict:
+    import os
+
+    env = dict(os.environ)
+    result = subprocess.run([sys.executable, "-c", CHILD, str(package), str(stack), str(out / "p.tif"),
+                             str(out / "m.tif")], capture_output=True, text=True, env=env, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr[-2000:])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main(out: Path) -> None:
+    from landslide_mapper.core.predict import sliding_window_predict
+    from landslide_mapper.models.package import read_package
+
+    out.mkdir(parents=True, exist_ok=True)
+    # 1. Throughput on a 2048² stack with the demo's network.
+    stack = make_stack(out / "stack_2k.tif", 2048)
+    for tile, overlap in ((256, 32), (512, 32), (1024, 32)):
+        pkg = read_package(make_package(out / f"demo_{tile}.lmpkg", DEMO_MODEL, tile, overlap))
+        bare = bare_forward_seconds(pkg, stack, tile, batch=4)
+        started = time.perf_counter()
+        result = sliding_window_predict(pkg, stack, out / "p.tif", out / "m.tif", batch_size=4, device="cpu")
+        ours = time.perf_counter() - started
+        mpx = 2048 * 2048 / 1e6
+        print(f"   tile {tile}, min overlap {overlap}: predict {mpx / ours:.2f} Mpx/s ({result.tiles} tiles), "
+              f"bare forward {mpx / bare:.2f} Mpx/s → predict/forward ratio: {bare / ours:.2f}", flush=True)
+    # 2. Peak memory: the same tiny model on 2k² and 20k² stacks, each in a fresh process.
+    pkg_path = make_package(out / "tiny.lmpkg", TINY_MODEL, 512, 32)
+    runs = {}
+    for size in (2000, 20000):
+        stack = make_stack(out / f"stack_{size}.tif", size)
+        runs[size] = child_predict(pkg_path, stack, out)
+        print(f"   {size}×{size}: {size * size / 1e6 / runs[size]['seconds']:.1f} Mpx/s, "
+              f"peak RSS {runs[size]['rss_mb']:.0f} MB", flush=True)
+    print(f"   rss 20k/2k ratio: {runs[20000]['rss_mb'] / runs[2000]['rss_mb']:.2f}", flush=True)
