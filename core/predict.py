@@ -29,19 +29,23 @@ MASK_NODATA = 255
 WRITE_CHUNK = 2048  # columns written at once: keeps write buffers small on very wide rasters
 
 
-def blend_weights(tile: int, overlap: int) -> np.ndarray:
-    """Separable weight window: 1 in the centre, a raised-cosine taper over `overlap` px at each edge.
-
-    The taper never reaches 0, so edge pixels covered by a single tile keep that tile's prediction.
-    """
-    ramp = np.ones(tile, dtype=np.float32)
+def _ramp(length: int, overlap: int) -> np.ndarray:
+    ramp = np.ones(length, dtype=np.float32)
+    overlap = min(overlap, length // 2)
     if overlap > 0:
         t = (np.arange(overlap, dtype=np.float32) + 0.5) / overlap
         taper = 0.5 - 0.5 * np.cos(np.pi * t)
         ramp[:overlap] = taper
-        ramp[tile - overlap:] = taper[::-1]
-    ramp = np.maximum(ramp, 1e-3)
-    return np.outer(ramp, ramp)
+        ramp[length - overlap:] = taper[::-1]
+    return np.maximum(ramp, 1e-3)
+
+
+def blend_weights(tile_h: int, overlap: int, tile_w: int | None = None) -> np.ndarray:
+    """Separable weight window: 1 in the centre, a raised-cosine taper over `overlap` px at each edge.
+
+    The taper never reaches 0, so edge pixels covered by a single tile keep that tile's prediction.
+    """
+    return np.outer(_ramp(tile_h, overlap), _ramp(tile_w or tile_h, overlap))
 
 
 def tile_positions(length: int, tile: int, min_overlap: int) -> list[int]:
@@ -50,6 +54,17 @@ def tile_positions(length: int, tile: int, min_overlap: int) -> list[int]:
         return [0]
     n = math.ceil((length - tile) / (tile - min_overlap)) + 1
     return [round(i * (length - tile) / (n - 1)) for i in range(n)]
+
+
+def fit_tile(length: int, max_tile: int, min_overlap: int) -> int:
+    """The smallest tile side (multiple of 32, ≤ max_tile) that covers `length` with the fewest tiles.
+
+    Shrinking the tile to fit the raster avoids computing pixels twice beyond the overlap the blending needs.
+    """
+    if length <= max_tile:
+        return max(32, math.ceil(length / 32) * 32)
+    n = math.ceil((length - min_overlap) / (max_tile - min_overlap))
+    return min(max_tile, math.ceil((length + (n - 1) * min_overlap) / n / 32) * 32)
 
 
 # ------------------------------------------------------------------------------------------- input bands
@@ -116,8 +131,9 @@ class Prediction:
     threshold: float
     device: str
     tiles: int
-    tile_size: int
+    tile_size: tuple[int, int]
     overlap: int
+    engine: str
 
 
 def sliding_window_predict(
@@ -134,6 +150,7 @@ def sliding_window_predict(
     overlap: int | None = None,
     batch_size: int = 4,
     device: str = "auto",
+    engine: str = "auto",
     tta: bool = False,
     mask_rules: MaskRules | None = None,
     polygon_options: PolygonOptions | None = None,
@@ -143,8 +160,10 @@ def sliding_window_predict(
     """Landslide probability (Float32 COG, NaN nodata), optional 0/1 mask (255 nodata) and polygons (GeoPackage).
 
     `package` is a models.package.ModelPackage; its input bands are found by band description in `rasters`
-    (the first raster defines the output grid). Mask rules veto pixels of the mask and polygons, never the
-    probability. Outputs appear only when everything succeeded.
+    (the first raster defines the output grid). `tile_size` is the largest tile side; tiles shrink to fit the
+    raster with the least recomputation. `engine` "auto" runs networks with ONNX Runtime on the CPU when it is
+    installed (else PyTorch), "torch" or "onnx" force one. Mask rules veto pixels of the mask and polygons, never
+    the probability. Outputs appear only when everything succeeded.
     """
     progress = or_null(progress)
     rasters = [rasters] if isinstance(rasters, (str, os.PathLike)) else list(rasters)
@@ -161,9 +180,8 @@ def sliding_window_predict(
         raise InputError("Polygons are made from the mask: ask for a mask output too.")
     sources = assign_bands(package.input_bands, rasters, band_mapping)
     dev = pick_device(device)
-    run_tiles = _tile_runner(package, dev, tta)
+    run_tiles, engine_used = _tile_runner(package, dev, tta, engine, progress.log)
     mean, std = package.normalization()
-    weights = blend_weights(tile, overlap)
     predict_progress = SubProgress(progress, 0, 85 if out_polygons else 100)
 
     with ExitStack() as stack:
@@ -173,8 +191,9 @@ def sliding_window_predict(
         _check_pixel_size(package, src, rasters[0])
         win = raster.window_from_extent(src, extent)
         width, height = int(win.width), int(win.height)
-        rows = tile_positions(height, tile, overlap)
-        cols = tile_positions(width, tile, overlap)
+        tile_h, tile_w = fit_tile(height, tile, overlap), fit_tile(width, tile, overlap)
+        rows = tile_positions(height, tile_h, overlap)
+        cols = tile_positions(width, tile_w, overlap)
         transform = src.window_transform(win)
         prob_dst = stack.enter_context(raster.create_raster(
             out_probability, width=width, height=height, crs=src.crs, transform=transform, dtype="float32",
@@ -186,8 +205,8 @@ def sliding_window_predict(
             tags={"LANDSLIDE_MAPPER": "mask", "THRESHOLD": threshold})) if out_mask else None
         allowed = stack.enter_context(open_mask_rules(mask_rules, src)) if out_mask else None
         reader = stack.enter_context(ThreadPoolExecutor(max_workers=1))
-        th, tw = min(tile, height), min(tile, width)
-        w = weights[:th, :tw]
+        th, tw = min(tile_h, height), min(tile_w, width)  # data size of a tile (tiles may be padded)
+        w = blend_weights(tile_h, overlap, tile_w)[:th, :tw]
         # One job = a batch of neighbouring tiles in one tile row, read as one window; the next job's window is
         # read on the background thread while the network computes the current one.
         jobs = [(k, r, cols[s:s + batch_size]) for k, r in enumerate(rows) for s in range(0, len(cols), batch_size)]
@@ -216,7 +235,7 @@ def sliding_window_predict(
             off, c0 = r - acc_top, batch_cols[0]
             valid_rows[off:off + th, c0:c0 + data.shape[2]] |= np.all(np.isfinite(data), axis=0)
             x = np.nan_to_num((data - mean[:, None, None]) / std[:, None, None], nan=0.0, posinf=0.0, neginf=0.0)
-            probs = _predict_tiles(run_tiles, x, [c - c0 for c in batch_cols], tile, dev)
+            probs = _predict_tiles(run_tiles, x, [c - c0 for c in batch_cols], tile_h, tile_w)
             for c, p in zip(batch_cols, probs):
                 acc[off:off + th, c:c + tw] += p[:th, :tw] * w
                 wsum[off:off + th, c:c + tw] += w
@@ -244,44 +263,72 @@ def sliding_window_predict(
         n_polygons = polygonize_mask(out_mask, out_polygons, out_probability, polygon_options,
                                      progress=SubProgress(progress, 85, 100))
     n_tiles = len(rows) * len(cols)
-    progress.log(f"Prediction written: {out_probability} ({width}×{height} px, {n_tiles} tiles of {tile} px, "
-                 f"overlap ≥ {overlap} px, device {dev.type}{', TTA' if tta else ''}, threshold {threshold:.2f})")
+    progress.log(f"Prediction written: {out_probability} ({width}×{height} px, {n_tiles} tiles of {tile_h}×{tile_w} "
+                 f"px, overlap ≥ {overlap} px, {engine_used} on {dev.type}{', TTA' if tta else ''}, "
+                 f"threshold {threshold:.2f})")
     return Prediction(Path(out_probability), Path(out_mask) if out_mask else None,
                       Path(out_polygons) if out_polygons else None, n_polygons, threshold, dev.type, n_tiles,
-                      tile, overlap)
+                      (tile_h, tile_w), overlap, engine_used)
 
 
-def _tile_runner(package, device, tta: bool):
-    """A function: normalised tiles (N, C, H, W) tensor → landslide probability (N, H, W), members averaged."""
-    members = package.members(device)
-    total = sum(w for _, w in members)
-    transforms = [(lambda t: t, lambda t: t)]
-    if tta:  # flips are their own inverse
-        transforms += [(lambda t: t.flip(-1), lambda t: t.flip(-1)), (lambda t: t.flip(-2), lambda t: t.flip(-2)),
-                       (lambda t: t.flip(-1, -2), lambda t: t.flip(-1, -2))]
+ENGINES = ["auto", "torch", "onnx"]
 
-    def run(xb: torch.Tensor) -> torch.Tensor:
-        prob = None
-        for model, weight in members:
-            for forward, backward in transforms:
-                with _autocast(device):
-                    logits = model(forward(xb))
-                p = backward(torch.sigmoid(logits.float())[:, 0]) * (weight / (total * len(transforms)))
-                prob = p if prob is None else prob + p
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return (0.5 * (1.0 + np.tanh(0.5 * x))).astype(np.float32)  # no overflow for large |x|
+
+
+def _tile_runner(package, device: torch.device, tta: bool, engine: str, log):
+    """(run, engine name): run maps normalised tiles (N, C, H, W) to landslide probability (N, H, W).
+
+    Members of an ensemble are averaged with their weights (the global study's pixel-wise mean); with TTA each
+    member also sees the tiles flipped, and the flips are undone before averaging.
+    """
+    from ..models import onnx_runtime
+
+    if engine not in ENGINES:
+        raise InputError(f"Unknown inference engine '{engine}'; choose one of {', '.join(ENGINES)}.")
+    use_onnx = device.type == "cpu" and engine in ("auto", "onnx")
+    if use_onnx and not onnx_runtime.available():
+        if engine == "onnx":
+            raise InputError("ONNX Runtime is not installed in this Python; install it (pip install onnxruntime) "
+                             "or choose the torch engine.")
+        log("ONNX Runtime is not installed: running the network with PyTorch, which is slower on the CPU "
+            "(pip install onnxruntime to speed it up).")
+        use_onnx = False
+    weights = [float(m.get("weight", 1.0)) for m in package.manifest["members"]]
+    if use_onnx:
+        forwards = [lambda x, s=s: onnx_runtime.run(s, x) for s in onnx_runtime.sessions(package, log=log)]
+    else:
+        def torch_forward(model):
+            def forward(x):
+                with torch.inference_mode(), _autocast(device):
+                    return model(torch.from_numpy(x).to(device, non_blocking=True)).float().cpu().numpy()
+            return forward
+
+        forwards = [torch_forward(model) for model, _ in package.members(device)]
+    flips = [()] + ([(-1,), (-2,), (-1, -2)] if tta else [])  # a flip is its own inverse
+    scale = 1.0 / (sum(weights) * len(flips))
+
+    def run(x: np.ndarray) -> np.ndarray:
+        prob = np.zeros((x.shape[0], x.shape[2], x.shape[3]), dtype=np.float32)
+        for forward, weight in zip(forwards, weights):
+            for axes in flips:
+                xi = np.ascontiguousarray(np.flip(x, axes)) if axes else x
+                p = _sigmoid(forward(xi)[:, 0])
+                prob += (np.flip(p, axes) if axes else p) * (weight * scale)
         return prob
 
-    return run
+    return run, "ONNX Runtime" if use_onnx else "PyTorch"
 
 
-@torch.inference_mode()
-def _predict_tiles(run_tiles, x: np.ndarray, offsets, tile, device) -> np.ndarray:
-    """Probabilities (N, tile, tile) of the tiles starting at column `offsets` of a (C, ≤tile, W) window."""
+def _predict_tiles(run_tiles, x: np.ndarray, offsets, tile_h: int, tile_w: int) -> np.ndarray:
+    """Probabilities (N, tile_h, tile_w) of the tiles starting at column `offsets` of a (C, ≤tile_h, W) window."""
     c, h, w = x.shape
-    need_w = offsets[-1] + tile
-    if h < tile or w < need_w:  # raster smaller than a tile: zero-pad (the normalised mean), crop afterwards
-        x = np.pad(x, ((0, 0), (0, max(0, tile - h)), (0, max(0, need_w - w))))
-    batch = np.stack([x[:, :tile, o:o + tile] for o in offsets])
-    return run_tiles(torch.from_numpy(batch).to(device, non_blocking=True)).cpu().numpy()
+    need_w = offsets[-1] + tile_w
+    if h < tile_h or w < need_w:  # raster smaller than a tile: zero-pad (the normalised mean), crop afterwards
+        x = np.pad(x, ((0, 0), (0, max(0, tile_h - h)), (0, max(0, need_w - w))))
+    return run_tiles(np.stack([x[:, :tile_h, o:o + tile_w] for o in offsets]))
 
 
 def _check_pixel_size(package, src, path) -> None:

@@ -22,6 +22,8 @@ from ..core.errors import InputError
 from ..core.postprocess import MaskRules, PolygonOptions
 from .base import DEVICES, LandslideAlgorithm, extent_or_none, layer_file
 
+ENGINES = ["auto", "torch", "onnx"]  # mirrors core.predict.ENGINES (the toolbox loads without torch)
+
 
 def parse_band_mapping(text: str, n_rasters: int) -> dict[str, tuple[int, int]]:
     """'dNDVI=2:1, post_VV=1:3' → {'dNDVI': (1, 1), 'post_VV': (0, 3)} (raster numbers are 1-based for people)."""
@@ -88,7 +90,8 @@ class PredictAlgorithm(LandslideAlgorithm):
             QgsProcessingParameterMapLayer("EXCLUDE", "Exclusion zones (polygons or non-zero raster)", optional=True,
                                            types=[QgsProcessing.TypeVectorPolygon, QgsProcessing.TypeRaster]),
             QgsProcessingParameterBoolean("TTA", "Test-time augmentation (flips; 4× slower)", defaultValue=False),
-            QgsProcessingParameterNumber("TILE_SIZE", "Tile size (pixels, multiple of 32; empty = the model's)",
+            QgsProcessingParameterEnum("ENGINE", "Inference engine on the CPU", options=ENGINES, defaultValue=0),
+            QgsProcessingParameterNumber("TILE_SIZE", "Largest tile size (pixels, multiple of 32; empty = the model's)",
                                          optional=True, minValue=32),
             QgsProcessingParameterNumber("OVERLAP", "Minimum tile overlap (pixels; empty = the model's)",
                                          optional=True, minValue=0),
@@ -145,6 +148,7 @@ class PredictAlgorithm(LandslideAlgorithm):
             batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
             device=DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
             tta=self.parameterAsBool(parameters, "TTA", context),
+            engine=ENGINES[self.parameterAsEnum(parameters, "ENGINE", context)],
             mask_rules=rules,
             polygon_options=PolygonOptions(min_area_m2=self.parameterAsDouble(parameters, "MIN_AREA", context),
                                            merge_distance=self.parameterAsDouble(parameters, "MERGE_DISTANCE",

@@ -89,7 +89,8 @@ def test_cancel_stops_and_leaves_no_partial_output(tmp_path, stack, package_fact
 
     with pytest.raises(Canceled):
         sliding_window_predict(pkg, stack, tmp_path / "p.tif", tmp_path / "m.tif", progress=CancelAfterFirstBatch())
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.lmpkg", "stack.tif"]
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name != "c.lmpkg.onnx")  # the ONNX cache may stay
+    assert left == ["c.lmpkg", "stack.tif"]
 
 
 def test_pixel_size_far_from_training_is_refused(tmp_path, stack, package_factory):
@@ -161,3 +162,41 @@ def test_polygons_from_predict_with_min_area(tmp_path, stack, package_factory):
     ds = ogr.Open(str(tmp_path / "l.gpkg"))  # keep the dataset alive while its layer is used
     feat = ds.GetLayer(0).GetNextFeature()
     assert feat.GetField("area_m2") == pytest.approx((150 * 170 - 150) * 100)
+
+
+def test_onnx_runtime_and_torch_give_the_same_probabilities(tmp_path, stack):
+    pytest.importorskip("onnxruntime")
+    pkg = read_package(_random_package(tmp_path / "r.lmpkg", 1))
+    a = sliding_window_predict(pkg, stack, tmp_path / "a.tif", engine="torch")
+    b = sliding_window_predict(pkg, stack, tmp_path / "b.tif", engine="onnx")
+    assert (a.engine, b.engine) == ("PyTorch", "ONNX Runtime")
+    assert list((tmp_path / "r.lmpkg.onnx").glob("*.onnx"))  # exported once, cached beside the package
+    with rasterio.open(a.probability) as pa, rasterio.open(b.probability) as pb:
+        np.testing.assert_allclose(pa.read(1), pb.read(1), atol=1e-4)
+
+
+def test_without_onnxruntime_predict_falls_back_to_torch_and_says_so(tmp_path, stack, monkeypatch):
+    from landslide_mapper.models import onnx_runtime
+
+    monkeypatch.setattr(onnx_runtime, "available", lambda: False)
+    pkg = read_package(_random_package(tmp_path / "r.lmpkg", 1))
+    messages = []
+
+    class Log:
+        def set_progress(self, p): pass
+        def log(self, m): messages.append(m)
+        def is_canceled(self): return False
+
+    result = sliding_window_predict(pkg, stack, tmp_path / "a.tif", progress=Log())
+    assert result.engine == "PyTorch"
+    assert any("ONNX Runtime is not installed" in m for m in messages)
+    with pytest.raises(InputError, match="ONNX Runtime is not installed"):
+        sliding_window_predict(pkg, stack, tmp_path / "b.tif", engine="onnx")
+
+
+def test_tiles_shrink_to_fit_the_raster():
+    from landslide_mapper.core.predict import fit_tile
+
+    assert fit_tile(4096, 2048, 64) == 1408  # 3 tiles, 4224 px computed for 4096
+    assert fit_tile(150, 512, 64) == 160  # one padded tile
+    assert fit_tile(1000, 256, 32) % 32 == 0
