@@ -28,7 +28,7 @@ RUN_ENV = QT_QPA_PLATFORM=offscreen PYTHONPATH="$(CURDIR)/$(IMPORT_DIR)$${PYTHON
 PYTEST_ARGS ?=
 BENCH ?=
 
-.PHONY: help setup apt-packages import-link test demo bench styles install-plugin zip clean distclean
+.PHONY: help setup apt-packages import-link test demo bench styles models screenshots install-plugin zip clean distclean
 
 help:
 	@echo "make setup           install Debian packages (if missing), .venv and Python packages (if changed)"
@@ -36,6 +36,8 @@ help:
 	@echo "make demo            synthetic event -> trained model -> landslide map -> evaluation, in demo_out/"
 	@echo "make bench           timing benchmarks, in bench_out/"
 	@echo "make styles          regenerate ui/styles/*.qml from scripts/make_styles.py"
+	@echo "make models          regenerate the shipped Processing models from scripts/make_models.py"
+	@echo "make screenshots     render the docks with demo content into docs/screenshots/*.png (Xvfb)"
 	@echo "make install-plugin  link this checkout into QGIS_PROFILE (default: $(QGIS_PROFILE)) and enable it"
 	@echo "make zip             build $(PLUGIN).zip for the QGIS plugin manager"
 	@echo "make clean           remove build outputs and caches (keeps .venv); make distclean also removes .venv"
@@ -75,6 +77,14 @@ bench: setup
 
 styles: setup
 	$(RUN_ENV) $(VENV_PY) scripts/make_styles.py
+
+models: setup
+	$(RUN_ENV) $(VENV_PY) scripts/make_models.py
+
+# A real X server (Xvfb), not offscreen: the docks are drawn as QGIS draws them on a desktop.
+screenshots: setup
+	PYTHONPATH="$(CURDIR)/$(IMPORT_DIR)$${PYTHONPATH:+:$$PYTHONPATH}" QT_QPA_PLATFORM=xcb \
+		xvfb-run -a -s "-screen 0 1920x1200x24" $(VENV_PY) scripts/screenshots.py --out docs/screenshots
 
 install-plugin: setup
 	mkdir -p "$(QGIS_PROFILE)/python/plugins"

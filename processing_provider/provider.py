@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qgis.core import QgsProcessingProvider
+from qgis.core import QgsApplication, QgsProcessingModelAlgorithm, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 ICON = Path(__file__).resolve().parent.parent / "ui" / "icons" / "landslide_mapper.svg"
+MODELS = Path(__file__).resolve().parent / "models"  # graphical models (.model3) from scripts/make_models.py
 
 
 def algorithm_classes() -> list:
@@ -14,6 +15,16 @@ def algorithm_classes() -> list:
     from .algorithms import ALGORITHMS
 
     return list(ALGORITHMS)
+
+
+def shipped_models() -> list:
+    """The graphical Processing models the plugin ships (e.g. "Rapid landslide mapping"), ready to add."""
+    models = []
+    for path in sorted(MODELS.glob("*.model3")):
+        model = QgsProcessingModelAlgorithm()
+        if model.fromFile(str(path)):
+            models.append(model)
+    return models
 
 
 class LandslideMapperProvider(QgsProcessingProvider):
@@ -35,3 +46,19 @@ class LandslideMapperProvider(QgsProcessingProvider):
     def loadAlgorithms(self) -> None:
         for cls in algorithm_classes():
             self.addAlgorithm(cls())
+        for model in shipped_models():
+            self.addAlgorithm(model)
+        # A model's steps are found in the registry, where this provider is not yet on first load: the models
+        # are read again once it is, so that they know their outputs.
+        registry = QgsApplication.processingRegistry()
+        if registry.providerById(self.id()) is not self:
+            registry.providerAdded.connect(self._reattach_models)
+
+    def _reattach_models(self, provider_id: str) -> None:
+        registry = QgsApplication.processingRegistry()
+        if provider_id != self.id() or registry.providerById(self.id()) is not self:
+            return
+        registry.providerAdded.disconnect(self._reattach_models)
+        for alg in self.algorithms():
+            if isinstance(alg, QgsProcessingModelAlgorithm):
+                alg.loadVariant(alg.toVariant())

@@ -8,13 +8,15 @@ from pathlib import Path
 import pytest
 from qgis.core import QgsApplication
 from qgis.PyQt.QtCore import QEvent
-from qgis.PyQt.QtWidgets import QAction, QToolBar
+from qgis.PyQt.QtWidgets import QAction, QDockWidget, QToolBar
 
 import landslide_mapper
 from landslide_mapper.processing_provider.algorithms import ALGORITHMS
-from landslide_mapper.processing_provider.provider import LandslideMapperProvider
+from landslide_mapper.processing_provider.provider import LandslideMapperProvider, shipped_models
 
 PROVIDER_ID = "landslide_mapper"
+TOOLBAR = ["Open Landslide Mapper tools", "Map landslides with a model", "Evaluate a landslide map",
+           "Train a landslide model", "Doctor: check the installation…", "Help"]
 REQUIRED_METADATA = ("name", "qgisMinimumVersion", "description", "about", "version", "author", "email",
                      "repository", "tracker", "homepage", "category", "icon", "tags", "experimental",
                      "hasProcessingProvider")
@@ -70,7 +72,9 @@ def test_init_gui_registers_provider_with_every_algorithm(loaded_plugin):
     provider = QgsApplication.processingRegistry().providerById(PROVIDER_ID)
     assert provider is not None
     ids = sorted(alg.id() for alg in provider.algorithms())
-    assert ids == sorted(f"{PROVIDER_ID}:{cls().name()}" for cls in ALGORITHMS)
+    models = [f"{PROVIDER_ID}:{m.name()}" for m in shipped_models()]
+    assert "landslide_mapper:Rapid landslide mapping" in models
+    assert ids == sorted([f"{PROVIDER_ID}:{cls().name()}" for cls in ALGORITHMS] + models)
     assert len(ids) == len(set(ids)), "duplicate algorithm ids"
 
 
@@ -78,16 +82,19 @@ def test_init_gui_adds_raster_menu_and_toolbar(loaded_plugin, qgis_iface):
     menu_actions = [call.args[1] for call in qgis_iface.addPluginToRasterMenu.call_args_list]
     assert {call.args[0] for call in qgis_iface.addPluginToRasterMenu.call_args_list} == {"&Landslide Mapper"}
     texts = [a.text() for a in menu_actions]
-    assert "Open Landslide Mapper tools" in texts and "Help" in texts
-    # one entry per algorithm besides the two fixed ones
-    assert len(menu_actions) == 2 + len(ALGORITHMS)
+    assert texts[:len(TOOLBAR)] == TOOLBAR
+    # one entry per algorithm and shipped model besides the fixed ones (tools, 3 docks, doctor, help)
+    assert len(menu_actions) == len(TOOLBAR) + len(ALGORITHMS) + len(shipped_models())
     toolbars = qgis_iface.mainWindow().findChildren(QToolBar, "LandslideMapperToolbar")
     assert len(toolbars) == 1
-    assert [a.text() for a in toolbars[0].actions()] == ["Open Landslide Mapper tools", "Help"]
+    assert [a.text() for a in toolbars[0].actions()] == TOOLBAR
 
 
 def test_unload_removes_provider_menu_entries_and_toolbar(loaded_plugin, qgis_iface):
     added = [call.args[1] for call in qgis_iface.addPluginToRasterMenu.call_args_list]
+    for key in ("model", "evaluation", "training"):
+        loaded_plugin.dock_actions[key].trigger()  # the docks exist and are shown before unloading
+    assert len(qgis_iface.mainWindow().findChildren(QDockWidget)) == 3
     loaded_plugin.unload()
     _process_events()
 
@@ -98,6 +105,7 @@ def test_unload_removes_provider_menu_entries_and_toolbar(loaded_plugin, qgis_if
     main_window = qgis_iface.mainWindow()
     assert main_window.findChildren(QToolBar, "LandslideMapperToolbar") == []
     assert [a for a in main_window.findChildren(QAction) if a.objectName().startswith("landslideMapper")] == []
+    assert main_window.findChildren(QDockWidget) == [] and loaded_plugin.docks == {}
 
 
 def test_reload_cycle_leaves_exactly_one_provider(qgis_iface, no_registered_provider):
@@ -160,7 +168,11 @@ from landslide_mapper.processing_provider.provider import LandslideMapperProvide
 from landslide_mapper.processing_provider.algorithms import ALGORITHMS
 provider = LandslideMapperProvider()
 assert QgsApplication.processingRegistry().addProvider(provider)
-assert len(provider.algorithms()) == len(ALGORITHMS), (len(provider.algorithms()), len(ALGORITHMS))
+from landslide_mapper.processing_provider.provider import shipped_models
+expected = len(ALGORITHMS) + len(shipped_models())
+assert len(provider.algorithms()) == expected, (len(provider.algorithms()), expected)
+import landslide_mapper.ui.model_dock, landslide_mapper.ui.evaluation_dock, landslide_mapper.ui.training_dock
+import landslide_mapper.ui.doctor
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
 assert not loaded, loaded
 print("OK", len(ALGORITHMS))

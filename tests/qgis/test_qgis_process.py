@@ -24,7 +24,10 @@ def _listed_providers(result) -> dict:
 
 
 def _expected_ids() -> set[str]:
-    return {f"{PROVIDER_ID}:{cls().name()}" for cls in ALGORITHMS}
+    from landslide_mapper.processing_provider.provider import shipped_models
+
+    return {f"{PROVIDER_ID}:{cls().name()}" for cls in ALGORITHMS} | {f"{PROVIDER_ID}:{m.name()}"
+                                                                       for m in shipped_models()}
 
 
 def _load_zip_builder(repo_root: Path):

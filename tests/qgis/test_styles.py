@@ -15,6 +15,7 @@ from rasterio.transform import from_origin
 
 RASTER_STYLES = {
     "confusion": "paletted",
+    "comparison": "paletted",
     "mask": "paletted",
     "dndvi": "singlebandpseudocolor",
     "sar_change": "singlebandpseudocolor",
@@ -79,6 +80,15 @@ def test_confusion_classes_follow_the_map_convention(styles, float_raster):
     assert fn.blue() > fn.red() and fn.blue() > fn.green()
     assert tn.alpha() < 128
     assert palette[1][1].startswith("True positive") and palette[3][1].startswith("False negative")
+
+
+def test_comparison_map_has_seven_distinct_agree_disagree_classes(styles, float_raster):
+    float_raster.loadNamedStyle(str(styles / "comparison.qml"))
+    palette = _palette(float_raster)
+    assert sorted(palette) == list(range(1, 8))  # 0 = both right where there is no landslide: transparent
+    assert len({c.name() for c, _ in palette.values()}) == 7
+    assert palette[1][0].name() == QColor("#1a9641").name()  # both hit: the confusion map's TP green
+    assert palette[4][0].name() == QColor("#2c7bb6").name() and palette[5][0].name() == QColor("#e31a1c").name()
 
 
 def test_mask_colours_landslides_only(styles, float_raster):
