@@ -4,6 +4,7 @@ polygons with attributes, merging of nearby pieces (buffer-dissolve) and removal
 from __future__ import annotations
 
 import json
+import math
 import os
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -94,7 +95,7 @@ def open_mask_rules(rules: MaskRules | None, grid):
 @dataclass
 class PolygonOptions:
     min_area_m2: float = 0.0
-    merge_distance: float = 0.0  # map units: pieces closer than this become one landslide
+    merge_distance: float = 0.0  # metres: pieces closer than this become one landslide
     slope_raster: str | None = None  # adds max_slope to each polygon
 
 
@@ -149,6 +150,14 @@ def _strip_polygons(mask_src, window: Window) -> list:
     return out
 
 
+def _metres_to_map_units(distance: float, grid) -> float:
+    """A distance in metres in the grid's units (degrees of longitude at the grid's centre when geographic)."""
+    if grid.crs is None or not grid.crs.is_geographic:
+        return distance
+    latitude = (grid.bounds.top + grid.bounds.bottom) / 2
+    return distance / (111_320.0 * max(math.cos(math.radians(latitude)), 1e-6))
+
+
 def _equal_area_transform(crs):
     """OGR transform to an equal-area CRS when the grid is geographic (areas in m², not degrees²)."""
     from osgeo import osr
@@ -200,7 +209,7 @@ def polygonize_mask(
         polys += open_polys
         crs = src.crs
         if options.merge_distance > 0 and polys:
-            half = options.merge_distance / 2.0
+            half = _metres_to_map_units(options.merge_distance, src) / 2.0
             union = ogr.Geometry(ogr.wkbMultiPolygon)
             for p in polys:
                 union.AddGeometry(p.Buffer(half, 2))

@@ -151,6 +151,7 @@ def sliding_window_predict(
     batch_size: int = 4,
     device: str = "auto",
     engine: str = "auto",
+    normalization: str = "package",
     tta: bool = False,
     mask_rules: MaskRules | None = None,
     polygon_options: PolygonOptions | None = None,
@@ -162,7 +163,9 @@ def sliding_window_predict(
     `package` is a models.package.ModelPackage; its input bands are found by band description in `rasters`
     (the first raster defines the output grid). `tile_size` is the largest tile side; tiles shrink to fit the
     raster with the least recomputation. `engine` "auto" runs networks with ONNX Runtime on the CPU when it is
-    installed (else PyTorch), "torch" or "onnx" force one. Mask rules veto pixels of the mask and polygons, never
+    installed (else PyTorch), "torch" or "onnx" force one. `normalization` "scene" standardises each band with
+    this raster's own statistics instead of the training chips' (for scenes with another processing level,
+    haze or season than the training data). Mask rules veto pixels of the mask and polygons, never
     the probability. Outputs appear only when everything succeeded.
     """
     progress = or_null(progress)
@@ -181,6 +184,8 @@ def sliding_window_predict(
     sources = assign_bands(package.input_bands, rasters, band_mapping)
     dev = pick_device(device)
     run_tiles, engine_used = _tile_runner(package, dev, tta, engine, progress.log)
+    if normalization not in ("package", "scene"):
+        raise InputError(f"Normalisation must be 'package' or 'scene', not '{normalization}'.")
     mean, std = package.normalization()
     predict_progress = SubProgress(progress, 0, 85 if out_polygons else 100)
 
@@ -191,6 +196,10 @@ def sliding_window_predict(
         _check_pixel_size(package, src, rasters[0])
         win = raster.window_from_extent(src, extent)
         width, height = int(win.width), int(win.height)
+        if normalization == "scene":
+            mean, std = scene_statistics(inputs, win)
+            progress.log("Per-scene normalisation: " + ", ".join(
+                f"{b} {m:.3g}±{s:.3g}" for b, m, s in zip(package.input_bands, mean, std)))
         tile_h, tile_w = fit_tile(height, tile, overlap), fit_tile(width, tile, overlap)
         rows = tile_positions(height, tile_h, overlap)
         cols = tile_positions(width, tile_w, overlap)
@@ -272,6 +281,25 @@ def sliding_window_predict(
 
 
 ENGINES = ["auto", "torch", "onnx"]
+
+
+def scene_statistics(inputs: _Inputs, window: Window, samples: int = 64, size: int = 128):
+    """Per-band mean and std of a raster from a regular grid of small sample windows (bounded reads)."""
+    n = max(1, int(math.sqrt(samples)))
+    h, w = int(window.height), int(window.width)
+    chunks = []
+    for i in range(n):
+        for j in range(n):
+            r = int(window.row_off + (h - min(size, h)) * i / max(n - 1, 1))
+            c = int(window.col_off + (w - min(size, w)) * j / max(n - 1, 1))
+            chunks.append(inputs.read(Window(c, r, min(size, w), min(size, h))).reshape(len(inputs.sources), -1))
+    data = np.concatenate(chunks, axis=1)
+    valid = np.all(np.isfinite(data), axis=0)
+    if valid.sum() < 100:
+        raise InputError("Too few valid pixels to compute per-scene statistics; use the package's statistics.")
+    mean = data[:, valid].mean(axis=1).astype(np.float32)
+    std = data[:, valid].std(axis=1).astype(np.float32)
+    return mean, np.where(std > 0, std, 1.0).astype(np.float32)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -23,6 +23,8 @@ from ..core.postprocess import MaskRules, PolygonOptions
 from .base import DEVICES, LandslideAlgorithm, extent_or_none, layer_file
 
 ENGINES = ["auto", "torch", "onnx"]  # mirrors core.predict.ENGINES (the toolbox loads without torch)
+NORMALIZATIONS = ["the training statistics stored in the package",
+                  "this raster's own statistics (other sensor level, haze or season)"]
 
 
 def parse_band_mapping(text: str, n_rasters: int) -> dict[str, tuple[int, int]]:
@@ -74,7 +76,7 @@ class PredictAlgorithm(LandslideAlgorithm):
         self.addParameter(QgsProcessingParameterNumber("MIN_AREA", "Minimum landslide area (m²)",
                                                        QgsProcessingParameterNumber.Double, defaultValue=0.0,
                                                        minValue=0.0))
-        self.addParameter(QgsProcessingParameterNumber("MERGE_DISTANCE", "Merge pieces closer than (map units)",
+        self.addParameter(QgsProcessingParameterNumber("MERGE_DISTANCE", "Merge pieces closer than (m)",
                                                        QgsProcessingParameterNumber.Double, defaultValue=0.0,
                                                        minValue=0.0))
         advanced = [
@@ -91,6 +93,8 @@ class PredictAlgorithm(LandslideAlgorithm):
                                            types=[QgsProcessing.TypeVectorPolygon, QgsProcessing.TypeRaster]),
             QgsProcessingParameterBoolean("TTA", "Test-time augmentation (flips; 4× slower)", defaultValue=False),
             QgsProcessingParameterEnum("ENGINE", "Inference engine on the CPU", options=ENGINES, defaultValue=0),
+            QgsProcessingParameterEnum("NORMALIZATION", "Normalise inputs with", options=NORMALIZATIONS,
+                                       defaultValue=0),
             QgsProcessingParameterNumber("TILE_SIZE", "Largest tile size (pixels, multiple of 32; empty = the model's)",
                                          optional=True, minValue=32),
             QgsProcessingParameterNumber("OVERLAP", "Minimum tile overlap (pixels; empty = the model's)",
@@ -149,6 +153,7 @@ class PredictAlgorithm(LandslideAlgorithm):
             device=DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
             tta=self.parameterAsBool(parameters, "TTA", context),
             engine=ENGINES[self.parameterAsEnum(parameters, "ENGINE", context)],
+            normalization=("package", "scene")[self.parameterAsEnum(parameters, "NORMALIZATION", context)],
             mask_rules=rules,
             polygon_options=PolygonOptions(min_area_m2=self.parameterAsDouble(parameters, "MIN_AREA", context),
                                            merge_distance=self.parameterAsDouble(parameters, "MERGE_DISTANCE",

@@ -69,3 +69,18 @@ def test_mask_rules_veto_flat_water_and_excluded_pixels(tmp_path, raster_writer)
         ok = allowed(rasterio.windows.Window(0, 0, 20, 20))
     assert not ok[:, :5].any() and not ok[15:].any() and not ok[:3, 10:].any()
     assert ok[5:15, 5:].all() and ok[3:15, 5:10].all()
+
+
+def test_merge_distance_is_in_metres_on_a_geographic_grid(tmp_path, raster_writer):
+    from rasterio.transform import from_origin
+
+    mask = np.zeros((40, 40), np.uint8)
+    mask[10:20, 5:15] = 1
+    mask[10:20, 16:26] = 1  # one pixel (~7 m at 42°N) apart
+    deg = 0.0000898  # ~10 m of latitude
+    path = raster_writer(tmp_path / "geo.tif", mask, ["landslide"], crs="EPSG:4326",
+                         transform=from_origin(141.9, 42.7, deg, deg))
+    assert polygonize_mask(path, tmp_path / "a.gpkg", options=PolygonOptions(merge_distance=15)) == 1
+    assert polygonize_mask(path, tmp_path / "b.gpkg", options=PolygonOptions(merge_distance=3)) == 2
+    area = _features(tmp_path / "b.gpkg")[0][0]
+    assert 5000 < area < 10000  # 100 px of ~7.4 × 10 m, in m² (equal-area), not degrees²
