@@ -1,9 +1,14 @@
-"""evaluate: prediction + truth → confusion map (TP/FP/FN/TN) and metrics."""
+"""evaluate: prediction + truth → confusion map, pixel and object scores, threshold sweep, performance diagram."""
 from __future__ import annotations
 
 from qgis.core import (
     QgsProcessing,
+    QgsProcessingOutputFile,
+    QgsProcessingOutputHtml,
     QgsProcessingOutputNumber,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterMapLayer,
@@ -13,12 +18,53 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..core.metrics import evaluate_prediction
+from ..core.errors import InputError
+from ..core.metrics import ObjectRule, evaluate_prediction
 from .base import LandslideAlgorithm, extent_or_none, layer_file
 
 METRICS = {"PRECISION": "precision", "RECALL": "recall", "F1": "f1", "MCC": "mcc", "IOU": "iou"}
 LABELS = {"PRECISION": "Precision", "RECALL": "Recall", "F1": "F1 score", "MCC": "Matthews correlation (MCC)",
           "IOU": "Intersection over union (IoU)"}
+MORE_METRICS = {"BIAS": ("bias", "Frequency bias (mapped / real area)"), "ACCURACY": ("accuracy", "Accuracy"),
+                "KAPPA": ("kappa", "Cohen's kappa"), "TP": ("tp", "True positive pixels"),
+                "FP": ("fp", "False positive pixels"), "FN": ("fn", "False negative pixels"),
+                "TN": ("tn", "True negative pixels")}
+OBJECT_OUTPUTS = {"LANDSLIDES": ("landslides", "Landslides in truth (objects)"),
+                  "DETECTED": ("detected", "Landslides detected"), "MISSED": ("missed", "Landslides missed"),
+                  "FALSE_OBJECTS": ("false_objects", "False objects (mapped, not real)"),
+                  "OBJECT_RECALL": ("object_recall", "Object recall (share of landslides detected)"),
+                  "OBJECT_PRECISION": ("object_precision", "Object precision (share of mapped objects real)")}
+PREDICTION_TYPES = ["Auto (floating point = probability, integer = mask)", "Mask (> 0 = landslide)",
+                    "Probability (cut at the threshold)"]
+CONNECTIVITY = ["8 neighbours (diagonal pixels join)", "4 neighbours (edges only)"]
+
+
+def number(value) -> float:
+    """A score as a Processing number: undefined (None) becomes NaN rather than a misleading 0."""
+    return float("nan") if value is None else float(value)
+
+
+def optional_layer_file(alg, parameters, name: str, context, what: str) -> tuple[str | None, str | None]:
+    layer = alg.parameterAsLayer(parameters, name, context) if parameters.get(name) else None
+    return layer_file(layer, what) if layer is not None else (None, None)
+
+
+def parse_size_classes(text: str) -> tuple[float, ...]:
+    """'1000, 5000, 10000' → (1000.0, 5000.0, 10000.0) (upper limits of object size classes in m²)."""
+    try:
+        return tuple(float(t) for t in text.replace(";", ",").split(",") if t.strip())
+    except ValueError:
+        raise InputError(f"Size classes must be numbers in m² separated by commas, e.g. '1000, 5000'; got "
+                         f"'{text}'.") from None
+
+
+def report_outputs(files: dict) -> dict:
+    """The report's side files as Processing outputs (None where not written)."""
+    def path(key):
+        return str(files[key]) if key in files else None
+
+    return {"OUTPUT_HTML": path("html"), "OUTPUT_PERFORMANCE_DIAGRAM": path("performance_diagram"),
+            "OUTPUT_SWEEP_CSV": path("sweep_csv"), "OUTPUT_SWEEP_PLOT": path("sweep_plot")}
 
 
 class EvaluateAlgorithm(LandslideAlgorithm):
@@ -27,15 +73,26 @@ class EvaluateAlgorithm(LandslideAlgorithm):
     _group = "Mapping and evaluation"
     _group_id = "mapping"
     _help = (
-        "Checks a landslide map against mapped landslides (truth).\n\n"
-        "<b>Prediction</b>: a mask (1 = landslide) or a probability raster (cut at the threshold).\n"
-        "<b>Truth</b>: landslide polygons (class field > 0; any CRS, reprojected) or a label raster.\n"
+        "Checks a landslide map against mapped landslides (truth), pixel by pixel and landslide by landslide.\n\n"
+        "<b>Prediction</b>: a mask (1 = landslide) or a probability raster (landslide where p ≥ threshold).\n"
+        "<b>Truth</b>: landslide polygons (class field > 0; any CRS, reprojected) or a label raster (> 0).\n"
+        "<b>Evaluation area</b> (optional): polygons (or a raster > 0) of the ground that was really mapped; "
+        "pixels outside it, and nodata in either input (e.g. clouds), are left out.\n"
         "<b>Confusion map</b>: green = landslide found (true positive), red = false alarm (false positive), "
         "blue = landslide missed (false negative), grey = correctly empty (true negative).\n"
-        "<b>Metrics</b>: precision = share of mapped landslide pixels that are real; recall = share of real "
+        "<b>Pixel scores</b>: precision = share of mapped landslide pixels that are real; recall = share of real "
         "landslide pixels that were mapped; F1 balances both; MCC also accounts for correct negatives "
-        "(−1…1); IoU = overlap / union. Written as a JSON report and returned as numbers for models and batch runs. "
-        "Nodata in either input is left out."
+        "(−1…1); IoU = overlap / union; frequency bias = mapped / real area; accuracy; Cohen's kappa.\n"
+        "<b>Objects</b>: each group of connected landslide pixels is one landslide. It counts as detected when "
+        "the map covers at least the given share of it (0 = any pixel); a mapped object is false when it does "
+        "not reach real landslides by the same rule. Counted by size class.\n"
+        "<b>Threshold sweep</b> (probability input): scores at thresholds 0.00…0.99, as CSV and plot, with the "
+        "threshold giving the best F1 and the best MCC.\n"
+        "<b>Boundaries</b> (advanced; tolerance > 0): share of mapped outline pixels within the tolerance of a real "
+        "outline and the reverse, with their F1 (how the thesis scored ravine lines).\n"
+        "<b>Report</b>: JSON with every number, plus an HTML page (open it in a browser), the performance diagram "
+        "and plots next to it. All numbers are also outputs, for models and batch runs; undefined scores (e.g. no "
+        "landslide anywhere) are NaN."
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
@@ -47,31 +104,86 @@ class EvaluateAlgorithm(LandslideAlgorithm):
         self.addParameter(QgsProcessingParameterNumber("THRESHOLD", "Threshold (probability input)",
                                                        QgsProcessingParameterNumber.Double, defaultValue=0.5,
                                                        minValue=0.0, maxValue=1.0))
+        self.addParameter(QgsProcessingParameterMapLayer("EVALUATION_AREA", "Evaluation area (optional)",
+                                                         optional=True, types=[QgsProcessing.TypeVectorPolygon,
+                                                                               QgsProcessing.TypeRaster]))
         self.addParameter(QgsProcessingParameterExtent("EXTENT", "Limit to extent", optional=True))
-        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_CONFUSION", "Confusion map"))
+        self.addParameter(QgsProcessingParameterBoolean("OBJECT_METRICS", "Count landslides as objects",
+                                                        defaultValue=True))
+        self.addParameter(QgsProcessingParameterNumber("MIN_OVERLAP",
+                                                       "Share of a landslide to map for 'detected' (0 = any pixel)",
+                                                       QgsProcessingParameterNumber.Double, defaultValue=0.0,
+                                                       minValue=0.0, maxValue=1.0))
+        advanced = [
+            QgsProcessingParameterEnum("PREDICTION_TYPE", "Prediction type", options=PREDICTION_TYPES,
+                                       defaultValue=0),
+            QgsProcessingParameterEnum("CONNECTIVITY", "Pixels of one object touch by", options=CONNECTIVITY,
+                                       defaultValue=0),
+            QgsProcessingParameterString("SIZE_CLASSES", "Object size class limits (m²)",
+                                         defaultValue="1000, 5000, 10000, 50000"),
+            QgsProcessingParameterBoolean("THRESHOLD_SWEEP", "Threshold sweep (probability input)",
+                                          defaultValue=True),
+            QgsProcessingParameterNumber("BOUNDARY_TOLERANCE", "Boundary scores within (pixels; 0 = off)",
+                                         defaultValue=0, minValue=0, maxValue=50),
+        ]
+        for p in advanced:
+            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(p)
+        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_CONFUSION", "Confusion map", optional=True,
+                                                                  createByDefault=True))
         self.addParameter(QgsProcessingParameterFileDestination("OUTPUT_REPORT", "Metrics report",
                                                                 "JSON files (*.json)", optional=True,
                                                                 createByDefault=True))
         for key, label in LABELS.items():
             self.addOutput(QgsProcessingOutputNumber(key, label))
+        for key, (_, label) in {**MORE_METRICS, **OBJECT_OUTPUTS}.items():
+            self.addOutput(QgsProcessingOutputNumber(key, label))
+        self.addOutput(QgsProcessingOutputNumber("BEST_THRESHOLD", "Threshold with the best F1 (sweep)"))
+        self.addOutput(QgsProcessingOutputNumber("BEST_F1", "Best F1 over thresholds (sweep)"))
+        self.addOutput(QgsProcessingOutputNumber("BOUNDARY_F1", "Boundary F1 (within the tolerance)"))
+        self.addOutput(QgsProcessingOutputHtml("OUTPUT_HTML", "Evaluation report (HTML)"))
+        self.addOutput(QgsProcessingOutputFile("OUTPUT_PERFORMANCE_DIAGRAM", "Performance diagram (PNG)"))
+        self.addOutput(QgsProcessingOutputFile("OUTPUT_SWEEP_CSV", "Scores by threshold (CSV)"))
+        self.addOutput(QgsProcessingOutputFile("OUTPUT_SWEEP_PLOT", "Scores by threshold (PNG)"))
 
     def compute(self, parameters, context, feedback, progress):
         pred = self.parameterAsRasterLayer(parameters, "PREDICTION", context)
         pred_path, _ = layer_file(pred, "prediction")
         truth_path, truth_layer = layer_file(self.parameterAsLayer(parameters, "TRUTH", context), "truth")
-        confusion = self.parameterAsOutputLayer(parameters, "OUTPUT_CONFUSION", context)
+        area_path, area_layer = optional_layer_file(self, parameters, "EVALUATION_AREA", context, "evaluation area")
+        confusion = self.parameterAsOutputLayer(parameters, "OUTPUT_CONFUSION", context) or None
         report = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context) or None
+        kind = self.parameterAsEnum(parameters, "PREDICTION_TYPE", context)
+        rule = None
+        if self.parameterAsBool(parameters, "OBJECT_METRICS", context):
+            rule = ObjectRule(min_overlap=self.parameterAsDouble(parameters, "MIN_OVERLAP", context),
+                              connectivity=8 if self.parameterAsEnum(parameters, "CONNECTIVITY", context) == 0 else 4,
+                              size_classes_m2=parse_size_classes(
+                                  self.parameterAsString(parameters, "SIZE_CLASSES", context)))
         ev = evaluate_prediction(
             pred_path, truth_path, confusion, report,
             threshold=self.parameterAsDouble(parameters, "THRESHOLD", context),
             truth_field=self.parameterAsString(parameters, "TRUTH_FIELD", context) or "class",
             truth_layer=truth_layer,
+            area_path=area_path,
+            area_layer=area_layer,
             extent=extent_or_none(self, parameters, "EXTENT", context, pred.crs()),
+            is_probability=(None, False, True)[kind],
+            objects=rule,
+            sweep=self.parameterAsBool(parameters, "THRESHOLD_SWEEP", context),
+            boundary_tolerance=self.parameterAsInt(parameters, "BOUNDARY_TOLERANCE", context),
+            name=pred.name(),
             progress=progress,
         )
-        self.style_output(context, confusion, "confusion.qml")
-        outputs = {"OUTPUT_CONFUSION": confusion, "OUTPUT_REPORT": report}
-        # Undefined scores (e.g. no landslide anywhere) are reported as NaN rather than a misleading 0.
-        outputs.update({key: (ev.metrics[name] if ev.metrics[name] is not None else float("nan"))
-                        for key, name in METRICS.items()})
+        if confusion:
+            self.style_output(context, confusion, "confusion.qml")
+        outputs = {"OUTPUT_CONFUSION": confusion, "OUTPUT_REPORT": report, **report_outputs(ev.files)}
+        outputs.update({key: number(ev.metrics[name]) for key, name in METRICS.items()})
+        outputs.update({key: number(ev.metrics[name]) for key, (name, _) in MORE_METRICS.items()})
+        objects = ev.objects or {}
+        outputs.update({key: number(objects.get(name)) for key, (name, _) in OBJECT_OUTPUTS.items()})
+        best = (ev.best or {}).get("best_f1") or {}
+        outputs["BEST_THRESHOLD"] = number(best.get("threshold"))
+        outputs["BEST_F1"] = number(best.get("f1"))
+        outputs["BOUNDARY_F1"] = number((ev.boundary or {}).get("boundary_f1"))
         return outputs
