@@ -63,22 +63,32 @@ def band_index(src, name: str) -> int:
     raise InputError(f"Raster '{src.name}' has no band named '{name}'; its bands are: {', '.join(names)}.")
 
 
-def read_float(src, indexes: Sequence[int] | int, window: Window | None = None) -> np.ndarray:
-    """Read bands as float32 with NaN wherever the source says nodata (value or mask)."""
+def read_float(src, indexes: Sequence[int] | int, window: Window | None = None,
+               out: np.ndarray | None = None) -> np.ndarray:
+    """Read bands as float32 with NaN wherever the source says nodata (value or mask).
+
+    `out`: a float32 array of the result's shape to read into (reused buffers spare fresh memory per window).
+    """
     single = isinstance(indexes, int)
     idx = [indexes] if single else list(indexes)
     if all(_nodata_is_a_value(src, i) for i in idx):
         # Fast path (no mask-band read, no masked array): GDAL converts to float32 while reading, then the
         # nodata value becomes NaN. Only for dtypes float32 holds exactly, so the comparison stays exact.
-        out = src.read(idx, window=window, out_dtype="float32")
+        if out is not None:
+            out = src.read(idx, window=window, out=out.reshape((len(idx),) + out.shape[-2:]))
+        else:
+            out = src.read(idx, window=window, out_dtype="float32")
         for k, i in enumerate(idx):
             nodata = src.nodatavals[i - 1]
             if nodata is not None and not np.isnan(nodata):
                 out[k][out[k] == np.float32(nodata)] = np.nan
         return out[0] if single else out
     data = src.read(idx, window=window, masked=True)
-    out = np.ma.filled(data.astype(np.float32), np.nan)
-    return out[0] if single else out
+    filled = np.ma.filled(data.astype(np.float32), np.nan)
+    if out is not None:
+        out[...] = filled[0] if single else filled
+        return out
+    return filled[0] if single else filled
 
 
 def _nodata_is_a_value(src, index: int) -> bool:

@@ -3,7 +3,11 @@ from __future__ import annotations
 
 from qgis.core import (
     QgsProcessing,
+    QgsProcessingOutputFile,
     QgsProcessingOutputNumber,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterDistance,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFolderDestination,
@@ -11,12 +15,18 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
+    QgsProcessingParameterVectorLayer,
 )
 
 from ..core.chips import export_chips
 from .base import LandslideAlgorithm, extent_or_none, layer_file
 
-FORMATS = ["Native (GeoTIFF chips + index.csv + stats.json)"]
+# Option indexes are API (batch files, models): append new options, never reorder.
+FORMATS = ["Native (GeoTIFF chips + index.csv + stats.json)", "ArcGIS Classified Tiles"]
+LAYOUTS = ["native", "arcgis"]
+SAMPLINGS = ["Regular grid (tile size, stride)", "Random positions (number of chips)",
+             "Positive-biased random (share of chips with landslides)"]
+MODES = ["grid", "random", "positive"]
 
 
 class ExportChipsAlgorithm(LandslideAlgorithm):
@@ -26,14 +36,29 @@ class ExportChipsAlgorithm(LandslideAlgorithm):
     _group_id = "training"
     _help = (
         "Cuts the change stack and the mapped landslides into small square chips for training.\n\n"
-        "<b>Labels</b>: landslide polygons (features whose class field is > 0 are landslides) or a label raster "
-        "(values > 0 are landslides). Everything else inside the stack counts as 'no landslide', so map all "
-        "landslides of the area you export (use the extent to stay inside the mapped area).\n"
-        "<b>Tile size / stride</b>: chip side and step in pixels (the Jølster study used 128 and 64).\n"
-        "<b>Validation</b>: whole blocks of the map (block size in pixels) are held out for validation, so "
-        "validation chips never share pixels with training chips and the score is honest.\n"
-        "<b>Output folder</b>: chips, index.csv (one row per chip), stats.json (band statistics used to "
-        "normalise inputs; nodata excluded) and chips.json."
+        "<b>Labels</b>: polygons in any CRS (reprojected to the stack) with a class field — numbers (1, 2 … ; 0 or "
+        "less = not a landslide) or texts (each text is a class) — or a raster of class values. <b>Landslide "
+        "classes</b> lists the class values or names that are landslides (e.g. <i>2</i> or <i>debris flow, "
+        "rockfall</i>); empty = every class. Other classes are learnt as background.\n"
+        "<b>Labelled region</b> (optional polygons): the area you digitised. Ground outside it is 'unknown' "
+        "and ignored in training, not taken as 'no landslide'. Without it, everything inside the stack that is "
+        "not a landslide polygon counts as background, so map every landslide of the exported area.\n"
+        "<b>Sampling</b>: a regular grid of tiles every <i>stride</i> pixels (the Jølster study: 128 px tiles, "
+        "stride 64); a number of random positions; or positive-biased random positions where a share of the "
+        "chips holds at least the given number of landslide pixels (the global ensemble study: random crops "
+        "holding ≥ 1 landslide pixel). Chips with less than the minimum share of valid, labelled pixels are "
+        "skipped. Rotations and flips are applied during training, not exported as copies.\n"
+        "<b>Split</b>: whole blocks of the map (block size in pixels, or in map units when set), or the polygons "
+        "of a split-region layer (a field 'split' = train / validation / test fixes their split; otherwise "
+        "regions are drawn at random), are held out for validation (and test). A chip that would reach into "
+        "two splits is not cut, so no pixel is shared between splits and the scores are honest. The log reports "
+        "chips, labelled pixels and landslide pixels per split.\n"
+        "<b>Format</b>: native (GeoTIFF chips, index.csv with split, bounds and landslide share per chip, "
+        "stats.json with per-band mean/std/min/max/2–98 % percentiles of the training chips, nodata excluded — "
+        "carried into the model package) or ArcGIS Pro 'Classified Tiles' (images/, labels/, .emd, map.txt, "
+        "statistics and world files, readable by ArcGIS and by the Train algorithm; ArcGIS has no 'unknown' label, "
+        "so only chips fully inside the labelled region are written).\n"
+        "<b>Preview</b>: preview.png in the chip folder shows a few chips with their labels."
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
@@ -42,41 +67,92 @@ class ExportChipsAlgorithm(LandslideAlgorithm):
                                                          types=[QgsProcessing.TypeVectorPolygon,
                                                                 QgsProcessing.TypeRaster]))
         self.addParameter(QgsProcessingParameterString("CLASS_FIELD", "Class field (polygons)", defaultValue="class"))
+        self.addParameter(QgsProcessingParameterString("LANDSLIDE_CLASSES", "Landslide classes (values or names, "
+                                                       "comma-separated; empty = every class)", optional=True))
+        self.addParameter(QgsProcessingParameterVectorLayer("REGION", "Labelled region (area digitised)",
+                                                            [QgsProcessing.TypeVectorPolygon], optional=True))
         self.addParameter(QgsProcessingParameterNumber("TILE_SIZE", "Tile size (pixels)", defaultValue=128,
                                                        minValue=16))
-        self.addParameter(QgsProcessingParameterNumber("STRIDE", "Stride (pixels)", defaultValue=64, minValue=1))
+        self.addParameter(QgsProcessingParameterNumber("STRIDE", "Stride (pixels, grid sampling)", defaultValue=64,
+                                                       minValue=1))
+        self.addParameter(QgsProcessingParameterEnum("SAMPLING", "Sampling", options=SAMPLINGS, defaultValue=0))
+        self.addParameter(QgsProcessingParameterNumber("N_CHIPS", "Number of chips (random sampling)",
+                                                       defaultValue=1000, minValue=1))
+        self.addParameter(QgsProcessingParameterNumber("POSITIVE_FRACTION", "Share of chips with landslides "
+                                                       "(positive-biased sampling)",
+                                                       QgsProcessingParameterNumber.Double, defaultValue=0.5,
+                                                       minValue=0.0, maxValue=1.0))
         self.addParameter(QgsProcessingParameterNumber("VALIDATION_FRACTION", "Fraction of blocks for validation",
                                                        QgsProcessingParameterNumber.Double, defaultValue=0.2,
                                                        minValue=0.0, maxValue=0.9))
         self.addParameter(QgsProcessingParameterNumber("SPLIT_BLOCK", "Split block size (pixels)", defaultValue=512,
                                                        minValue=16))
-        self.addParameter(QgsProcessingParameterNumber("MIN_VALID", "Minimum valid-data fraction per chip",
-                                                       QgsProcessingParameterNumber.Double, defaultValue=0.5,
-                                                       minValue=0.0, maxValue=1.0))
-        self.addParameter(QgsProcessingParameterNumber("SEED", "Random seed", defaultValue=0, minValue=0))
         self.addParameter(QgsProcessingParameterEnum("FORMAT", "Chip format", options=FORMATS, defaultValue=0))
+        advanced = [
+            QgsProcessingParameterNumber("MIN_POSITIVE_PIXELS", "Landslide pixels that make a chip 'positive'",
+                                         defaultValue=1, minValue=1),
+            QgsProcessingParameterNumber("TEST_FRACTION", "Fraction of blocks for a test split",
+                                         QgsProcessingParameterNumber.Double, defaultValue=0.0, minValue=0.0,
+                                         maxValue=0.9),
+            QgsProcessingParameterDistance("SPLIT_BLOCK_SIZE", "Split block size in map units (0 = use pixels)",
+                                           defaultValue=0.0, parentParameterName="INPUT", minValue=0.0),
+            QgsProcessingParameterVectorLayer("SPLIT_REGIONS", "Split regions (polygons; replace blocks)",
+                                              [QgsProcessing.TypeVectorPolygon], optional=True),
+            QgsProcessingParameterString("SPLIT_FIELD", "Split field of the regions (train/validation/test)",
+                                         defaultValue="split", optional=True),
+            QgsProcessingParameterNumber("MIN_VALID", "Minimum valid, labelled fraction per chip",
+                                         QgsProcessingParameterNumber.Double, defaultValue=0.5, minValue=0.0,
+                                         maxValue=1.0),
+            QgsProcessingParameterNumber("SEED", "Random seed", defaultValue=0, minValue=0),
+            QgsProcessingParameterBoolean("PREVIEW", "Write preview.png", defaultValue=True),
+        ]
+        for p in advanced:
+            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(p)
         self.addParameter(QgsProcessingParameterExtent("EXTENT", "Limit to extent", optional=True))
         self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT_FOLDER", "Chip folder"))
         self.addOutput(QgsProcessingOutputNumber("TRAIN_CHIPS", "Training chips"))
         self.addOutput(QgsProcessingOutputNumber("VALIDATION_CHIPS", "Validation chips"))
+        self.addOutput(QgsProcessingOutputNumber("TEST_CHIPS", "Test chips"))
+        self.addOutput(QgsProcessingOutputFile("PREVIEW_PNG", "Chip preview (PNG)"))
 
     def compute(self, parameters, context, feedback, progress):
         stack = self.parameterAsRasterLayer(parameters, "INPUT", context)
         stack_path, _ = layer_file(stack, "change stack")
         labels_path, labels_layer = layer_file(self.parameterAsLayer(parameters, "LABELS", context), "label")
-        folder = self.parameterAsString(parameters, "OUTPUT_FOLDER", context)
+        region_path = region_layer = split_path = split_layer = None
+        if parameters.get("REGION"):
+            region_path, region_layer = layer_file(self.parameterAsVectorLayer(parameters, "REGION", context),
+                                                   "labelled region")
+        if parameters.get("SPLIT_REGIONS"):
+            split_path, split_layer = layer_file(self.parameterAsVectorLayer(parameters, "SPLIT_REGIONS", context),
+                                                 "split region")
+        block_size = self.parameterAsDouble(parameters, "SPLIT_BLOCK_SIZE", context)
         result = export_chips(
-            stack_path, labels_path, folder,
+            stack_path, labels_path, self.parameterAsString(parameters, "OUTPUT_FOLDER", context),
             class_field=self.parameterAsString(parameters, "CLASS_FIELD", context) or "class",
             label_layer=labels_layer,
+            landslide_classes=self.parameterAsString(parameters, "LANDSLIDE_CLASSES", context) or None,
+            region_path=region_path, region_layer=region_layer,
             tile_size=self.parameterAsInt(parameters, "TILE_SIZE", context),
             stride=self.parameterAsInt(parameters, "STRIDE", context),
+            sampling=MODES[self.parameterAsEnum(parameters, "SAMPLING", context)],
+            n_chips=self.parameterAsInt(parameters, "N_CHIPS", context),
+            positive_fraction=self.parameterAsDouble(parameters, "POSITIVE_FRACTION", context),
+            min_positive_pixels=self.parameterAsInt(parameters, "MIN_POSITIVE_PIXELS", context),
             extent=extent_or_none(self, parameters, "EXTENT", context, stack.crs()),
             validation_fraction=self.parameterAsDouble(parameters, "VALIDATION_FRACTION", context),
-            split_block=self.parameterAsInt(parameters, "SPLIT_BLOCK", context),
+            test_fraction=self.parameterAsDouble(parameters, "TEST_FRACTION", context),
+            split_block=None if block_size > 0 else self.parameterAsInt(parameters, "SPLIT_BLOCK", context),
+            split_block_size=block_size if block_size > 0 else None,
+            split_regions_path=split_path, split_regions_layer=split_layer,
+            split_field=self.parameterAsString(parameters, "SPLIT_FIELD", context) or None,
             min_valid_fraction=self.parameterAsDouble(parameters, "MIN_VALID", context),
+            layout=LAYOUTS[self.parameterAsEnum(parameters, "FORMAT", context)],
+            preview=self.parameterAsBoolean(parameters, "PREVIEW", context),
             seed=self.parameterAsInt(parameters, "SEED", context),
             progress=progress,
         )
         return {"OUTPUT_FOLDER": str(result.folder), "TRAIN_CHIPS": result.counts["train"]["chips"],
-                "VALIDATION_CHIPS": result.counts["validation"]["chips"]}
+                "VALIDATION_CHIPS": result.counts["validation"]["chips"], "TEST_CHIPS": result.counts["test"]["chips"],
+                "PREVIEW_PNG": str(result.preview) if result.preview else None}

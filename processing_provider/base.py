@@ -38,13 +38,50 @@ class FeedbackProgress:
 
 # Stack bands worth showing first, with their style: vegetation loss, then SAR change.
 STACK_STYLES = [("dNDVI", "dndvi.qml"), ("dVH", "sar_change.qml"), ("dVV", "sar_change.qml")]
+# RGB styles of Sentinel-2 composites: the .qml holds the stretch for bands 1–3, re-pointed here at these bands by name.
+RGB_STYLES = {"s2_true_colour.qml": ("B04", "B03", "B02"), "s2_false_colour.qml": ("B08", "B04", "B03")}
+
+
+def _band_names(layer) -> list[str]:
+    # QGIS shows bands as "Band 3: dNDVI": the part after the colon is our catalogue name.
+    return [layer.bandName(i).split(": ", 1)[-1] for i in range(1, layer.bandCount() + 1)]
+
+
+def apply_rgb_style(layer, qml: str) -> bool:
+    """Load an RGB style and point its red/green/blue at the bands it names; False if the layer lacks one."""
+    names = _band_names(layer)
+    wanted = RGB_STYLES[qml]
+    if not all(b in names for b in wanted):
+        return False
+    layer.loadNamedStyle(str(STYLES / qml))
+    renderer = layer.renderer()
+    renderer.setRedBand(names.index(wanted[0]) + 1)
+    renderer.setGreenBand(names.index(wanted[1]) + 1)
+    renderer.setBlueBand(names.index(wanted[2]) + 1)
+    return True
+
+
+def apply_s2_styles(layer) -> None:
+    """True colour on a Sentinel-2 composite, with false colour (NIR-red-green) kept as a second named style to
+    switch to (Layer Properties ▸ Style, or the layer's context menu ▸ Styles)."""
+    manager = layer.styleManager()
+    applied = []
+    for qml, name in (("s2_false_colour.qml", "false colour (B08, B04, B03)"),
+                      ("s2_true_colour.qml", "true colour (B04, B03, B02)")):
+        if apply_rgb_style(layer, qml):
+            manager.addStyleFromLayer(name)
+            applied.append(name)
+    if applied:
+        manager.setCurrentStyle(applied[-1])
 
 
 def apply_style(layer, qml: str | None) -> None:
-    """Style a layer from ui/styles; `None` on a change stack picks its dNDVI or SAR-change band."""
-    if qml is None and isinstance(layer, QgsRasterLayer):
-        # QGIS shows bands as "Band 3: dNDVI": the part after the colon is our catalogue name.
-        names = [layer.bandName(i).split(": ", 1)[-1] for i in range(1, layer.bandCount() + 1)]
+    """Style a layer from ui/styles; `None` on a change stack picks its dNDVI or SAR-change band, "s2_composite"
+    gives Sentinel-2 true and false colour."""
+    if qml == "s2_composite" and isinstance(layer, QgsRasterLayer):
+        apply_s2_styles(layer)
+    elif qml is None and isinstance(layer, QgsRasterLayer):
+        names = _band_names(layer)
         for band, style in STACK_STYLES:
             if band in names:
                 layer.loadNamedStyle(str(STYLES / style))
@@ -132,6 +169,33 @@ def extent_or_none(alg: QgsProcessingAlgorithm, parameters, name: str, context, 
     if rect is None or rect.isNull() or rect.isEmpty():
         return None
     return (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
+
+
+def extent_with_crs(alg: QgsProcessingAlgorithm, parameters, name: str, context):
+    """The EXTENT parameter as ((xmin, ymin, xmax, ymax), CRS WKT or None) in its own CRS, or (None, None)."""
+    if not parameters.get(name):
+        return None, None
+    crs = alg.parameterAsExtentCrs(parameters, name, context)
+    rect = alg.parameterAsExtent(parameters, name, context, crs) if crs.isValid() else \
+        alg.parameterAsExtent(parameters, name, context)
+    if rect is None or rect.isNull() or rect.isEmpty():
+        return None, None
+    return (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()), (crs.toWkt() if crs.isValid()
+                                                                                    else None)
+
+
+def crs_or_none(alg: QgsProcessingAlgorithm, parameters, name: str, context) -> str | None:
+    """A CRS parameter as WKT (what core/ takes), or None when it was left empty."""
+    if not parameters.get(name):
+        return None
+    crs = alg.parameterAsCrs(parameters, name, context)
+    return crs.toWkt() if crs.isValid() else None
+
+
+def optional_number(parameters, name: str, cast=float):
+    """A number parameter that may be left empty (None then)."""
+    value = parameters.get(name)
+    return cast(value) if value not in (None, "") else None
 
 
 def layer_file(layer, what: str) -> tuple[str, str | None]:
