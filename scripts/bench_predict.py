@@ -1,8 +1,8 @@
 """Prediction benchmarks (issue 7): throughput against a bare batched forward, and peak memory vs raster size.
 
 1. Throughput: `sliding_window_predict` (reading, normalising, blending, writing a COG probability and a mask)
-   against a bare batched forward of the same network over the same raster cut into non-overlapping tiles,
-   tensors prepared in memory beforehand. Printed as `predict/forward ratio`.
+   against a bare batched forward of the same network with the same engine over the same raster cut into
+   non-overlapping tiles, data prepared in memory beforehand. Printed as `predict/forward ratio`.
 2. Memory: peak RSS of a child process predicting a 2k×2k and a 20k×20k stack with the same model; memory must
    not grow with the raster (`rss 20k/2k ratio`).
 """
@@ -55,10 +55,12 @@ def make_package(path: Path, model_kwargs: dict, tile: int, overlap: int) -> Pat
     return write_package(path, manifest, [net.state_dict()])
 
 
-def bare_forward_seconds(package, stack: Path, tile: int, batch: int) -> float:
-    """Time of the plain reference: batched forward over non-overlapping tiles held in memory."""
+def bare_forward_seconds(package, stack: Path, tile: int, batch: int, engine: str) -> float:
+    """Time of the plain reference: batched forward over non-overlapping tiles already in memory, same engine."""
     import rasterio
     import torch
+
+    from landslide_mapper.models import onnx_runtime
 
     with rasterio.open(stack) as src:
         data = src.read().astype(np.float32)
@@ -66,13 +68,19 @@ def bare_forward_seconds(package, stack: Path, tile: int, batch: int) -> float:
     ph, pw = -(-h // tile) * tile, -(-w // tile) * tile
     padded = np.zeros((c, ph, pw), np.float32)
     padded[:, :h, :w] = data
-    tiles = [torch.from_numpy(np.ascontiguousarray(padded[:, r:r + tile, q:q + tile]))
-             for r in range(0, ph, tile) for q in range(0, pw, tile)]
-    model = package.members("cpu")[0][0]
+    tiles = [padded[:, r:r + tile, q:q + tile] for r in range(0, ph, tile) for q in range(0, pw, tile)]
+    if engine == "onnx":
+        session = onnx_runtime.sessions(package)[0]
+        forward = lambda x: onnx_runtime.run(session, x)  # noqa: E731
+    else:
+        model = package.members("cpu")[0][0]
+
+        def forward(x):
+            with torch.inference_mode():
+                return torch.sigmoid(model(torch.from_numpy(x))).numpy()
     started = time.perf_counter()
-    with torch.inference_mode():
-        for s in range(0, len(tiles), batch):
-            torch.sigmoid(model(torch.stack(tiles[s:s + batch])))
+    for s in range(0, len(tiles), batch):
+        forward(np.stack(tiles[s:s + batch]))
     return time.perf_counter() - started
 
 
@@ -104,17 +112,19 @@ def main(out: Path) -> None:
     from landslide_mapper.models.package import read_package
 
     out.mkdir(parents=True, exist_ok=True)
-    # 1. Throughput on a 2048² stack with the demo's network.
+    # 1. Throughput on a 2048² stack with the demo's network, for each inference engine.
     stack = make_stack(out / "stack_2k.tif", 2048)
-    for tile, overlap in ((256, 32), (512, 32), (1024, 32)):
-        pkg = read_package(make_package(out / f"demo_{tile}.lmpkg", DEMO_MODEL, tile, overlap))
-        bare = bare_forward_seconds(pkg, stack, tile, batch=4)
+    mpx = 2048 * 2048 / 1e6
+    pkg = read_package(make_package(out / "demo_1024.lmpkg", DEMO_MODEL, 1024, 64))
+    for engine in ("onnx", "torch"):
         started = time.perf_counter()
-        result = sliding_window_predict(pkg, stack, out / "p.tif", out / "m.tif", batch_size=4, device="cpu")
+        result = sliding_window_predict(pkg, stack, out / "p.tif", out / "m.tif", batch_size=1, device="cpu",
+                                        engine=engine)
         ours = time.perf_counter() - started
-        mpx = 2048 * 2048 / 1e6
-        print(f"   tile {tile}, min overlap {overlap}: predict {mpx / ours:.2f} Mpx/s ({result.tiles} tiles), "
-              f"bare forward {mpx / bare:.2f} Mpx/s → predict/forward ratio: {bare / ours:.2f}", flush=True)
+        bare = bare_forward_seconds(pkg, stack, result.tile_size[0], batch=1, engine=engine)
+        print(f"   {result.engine}: predict {mpx / ours:.2f} Mpx/s ({result.tiles} tiles of "
+              f"{result.tile_size[0]}×{result.tile_size[1]}, min overlap 64, COG + mask), bare forward "
+              f"{mpx / bare:.2f} Mpx/s → predict/forward ratio ({engine}): {bare / ours:.2f}", flush=True)
     # 2. Peak memory: the same tiny model on 2k² and 20k² stacks, each in a fresh process.
     pkg_path = make_package(out / "tiny.lmpkg", TINY_MODEL, 512, 32)
     runs = {}
