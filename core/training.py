@@ -1,4 +1,5 @@
-"""Local U-Net training: masked losses, augmentation, early stopping on validation F1, threshold choice.
+"""Local training: masked losses, positive-biased crops, augmentation, early stopping on validation F1, threshold
+choice, and per-epoch checkpoints that a re-run with the same settings resumes from.
 
 The result is a self-describing model package (models/package.py) holding everything prediction needs.
 """
@@ -6,7 +7,10 @@ from __future__ import annotations
 
 import copy
 import csv
+import hashlib
+import json
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,11 +20,12 @@ import torch
 
 from . import raster
 from .chips import IGNORE, ChipSet, load_chips
-from .errors import InputError
+from .errors import Canceled, InputError
 from .metrics import Confusion, best_threshold, scores
 from .progress import Progress, check_canceled, or_null
 
 HIST_BINS = 100
+OPTIMIZERS = ["adam", "adamw"]
 
 
 @dataclass
@@ -31,13 +36,22 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 8
     learning_rate: float = 1e-3
-    patience: int = 5
-    iterations_per_epoch: int | None = None  # None: one full pass over the training chips
-    augment: bool = True
+    patience: int = 5  # epochs without a better validation F1 before stopping
+    lr_patience: int | None = None  # epochs without gain before LR × 0.1 (None: patience // 2; study: 3)
+    optimizer: str = "adam"  # adam | adamw
+    weight_decay: float = 0.0
+    iterations_per_epoch: int | None = None  # None: one pass over the training chips (study: 1000 of batch 4)
+    crop_size: int | None = None  # train on random crops of this size (None: whole chips; study: 256)
+    positive_fraction: float = 0.5  # share of samples drawn to hold ≥ 1 landslide pixel (study: 1.0)
+    augment: bool = True  # random 90° rotations and flips
+    brightness: float = 0.0  # std of a random per-sample, per-band offset on normalised inputs (0 = off)
+    noise: float = 0.0  # std of Gaussian pixel noise on normalised inputs (0 = off)
+    positive_weight: float | None = None  # landslide class weight in BCE terms (None: the loss's own default)
     seed: int = 0
     device: str = "auto"
     encoder_weights: str | None = None  # local file only
     model_kwargs: dict = field(default_factory=dict)
+    checkpoints: bool = True  # save every epoch beside the package; a re-run with the same settings resumes
 
 
 @dataclass
@@ -48,6 +62,8 @@ class TrainResult:
     validation: dict
     history: list[dict]
     curves_csv: Path | None
+    curves_png: Path | None = None
+    seconds: float = 0.0
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -59,6 +75,7 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+# ---------------------------------------------------------------------------------------------- data
 def prepare(images: np.ndarray, labels: np.ndarray, mean: np.ndarray, std: np.ndarray):
     """Normalise chips; nodata (NaN) → 0 and excluded from the loss via the valid mask."""
     valid = np.all(np.isfinite(images), axis=1) & (labels != IGNORE)
@@ -68,78 +85,35 @@ def prepare(images: np.ndarray, labels: np.ndarray, mean: np.ndarray, std: np.nd
     return torch.from_numpy(x), torch.from_numpy(y[:, None]), torch.from_numpy(valid[:, None].astype(np.float32))
 
 
-def augment_batch(x, y, v, generator: torch.Generator):
-    """Random 90° rotations and flips per sample (rotations are training augmentation, not exported chips)."""
-    xs, ys, vs = [], [], []
-    ks = torch.randint(0, 4, (x.shape[0],), generator=generator)
-    flips = torch.randint(0, 2, (x.shape[0],), generator=generator)
-    for i in range(x.shape[0]):
-        a, b, c = (torch.rot90(t[i], int(ks[i]), dims=(-2, -1)) for t in (x, y, v))
-        if flips[i]:
-            a, b, c = a.flip(-1), b.flip(-1), c.flip(-1)
-        xs.append(a)
-        ys.append(b)
-        vs.append(c)
-    return torch.stack(xs), torch.stack(ys), torch.stack(vs)
+@dataclass
+class TrainingData:
+    """Training and validation chips normalised by the training statistics, as tensors (N, C|1, T, T)."""
+
+    chipset: ChipSet
+    mean: np.ndarray
+    std: np.ndarray
+    train: tuple
+    val: tuple
+    validation_folder: str | None
+    landslide_classes: object = None
+
+    @property
+    def bands(self) -> list[str]:
+        return self.chipset.bands
 
 
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
-    return torch.autocast("cpu", enabled=False)
+def load_training_data(chips: str | os.PathLike | ChipSet, validation_chips: str | os.PathLike | None = None,
+                       landslide_classes=None) -> TrainingData:
+    """Chips (and validation chips) in memory, checked, normalised with the training-chip statistics.
 
-
-@torch.inference_mode()
-def validate(model, x, y, v, loss_fn, device, batch_size: int) -> dict:
-    """Validation loss, F1 at 0.5, and the F1-maximising threshold with its metrics."""
-    model.eval()
-    pos_hist = np.zeros(HIST_BINS, dtype=np.int64)
-    neg_hist = np.zeros(HIST_BINS, dtype=np.int64)
-    losses, weights = [], []
-    for s in range(0, x.shape[0], batch_size):
-        xb, yb, vb = (t[s:s + batch_size].to(device) for t in (x, y, v))
-        with _autocast(device):
-            logits = model(xb)
-        logits = logits.float()
-        losses.append(float(loss_fn(logits, yb, vb)))
-        weights.append(float(vb.sum()))
-        prob = torch.sigmoid(logits)
-        bins = torch.clamp((prob * HIST_BINS).long(), 0, HIST_BINS - 1)
-        keep = vb > 0
-        pos = keep & (yb > 0.5)
-        neg = keep & (yb <= 0.5)
-        pos_hist += torch.bincount(bins[pos], minlength=HIST_BINS).cpu().numpy()
-        neg_hist += torch.bincount(bins[neg], minlength=HIST_BINS).cpu().numpy()
-    threshold, f1_best = best_threshold(pos_hist, neg_hist)
-    k = int(round(threshold * HIST_BINS))
-    at = Confusion(tp=int(pos_hist[k:].sum()), fp=int(neg_hist[k:].sum()),
-                   fn=int(pos_hist[:k].sum()), tn=int(neg_hist[:k].sum()))
-    half = HIST_BINS // 2
-    at_half = Confusion(tp=int(pos_hist[half:].sum()), fp=int(neg_hist[half:].sum()),
-                        fn=int(pos_hist[:half].sum()), tn=int(neg_hist[:half].sum()))
-    loss = float(np.average(losses, weights=np.maximum(weights, 1e-9))) if losses else float("nan")
-    return {"loss": loss, "f1_at_0.5": scores(at_half)["f1"] or 0.0, "threshold": threshold,
-            "f1": f1_best, "metrics": scores(at)}
-
-
-def train_model(
-    chips: str | os.PathLike | ChipSet,
-    package_path: str | os.PathLike,
-    config: TrainConfig | None = None,
-    validation_chips: str | os.PathLike | None = None,
-    progress: Progress | None = None,
-) -> TrainResult:
-    """Train one network on a chip folder and write a model package with its chosen threshold."""
-    from ..models.package import make_manifest, write_package
-    from ..models.registry import create_model, get_loss
-
-    config = config or TrainConfig()
-    progress = or_null(progress)
-    chipset = chips if isinstance(chips, ChipSet) else load_chips(chips)
+    `landslide_classes` picks the label classes that are landslides (see chips.load_chips).
+    """
+    chipset = chips if isinstance(chips, ChipSet) else load_chips(chips, landslide_classes=landslide_classes)
     if validation_chips:
-        val_set = load_chips(validation_chips)
+        val_set = load_chips(validation_chips, landslide_classes=landslide_classes)
         if val_set.bands != chipset.bands:
-            raise InputError(f"Validation chips have bands {val_set.bands}, training chips {chipset.bands}.")
+            raise InputError(f"Validation chips '{validation_chips}' have bands {', '.join(val_set.bands)}; the "
+                             f"training chips have {', '.join(chipset.bands)}.")
         train_images, train_labels = chipset.images, chipset.labels
         val_images, val_labels = val_set.images, val_set.labels
     else:
@@ -150,94 +124,513 @@ def train_model(
     if len(val_images) == 0:
         raise InputError(f"Chip folder '{chipset.folder}' has no validation chips: export with a validation "
                          f"fraction above 0, or give a separate validation chip folder.")
-    if config.epochs < 1 or config.batch_size < 1 or config.learning_rate <= 0:
-        raise InputError("Epochs and batch size must be ≥ 1 and the learning rate > 0.")
-    loss_fn = get_loss(config.loss)
+    if not (train_labels == 1).any():
+        raise InputError(f"The training chips of '{chipset.folder}' hold no landslide pixel: check the label "
+                         f"layer and its class field.")
     stats = {s["name"]: s for s in chipset.stats}
+    missing = [b for b in chipset.bands if b not in stats]
+    if missing:
+        raise InputError(f"Chip folder '{chipset.folder}' has no statistics for band(s) {', '.join(missing)}.")
     mean = np.array([stats[b]["mean"] for b in chipset.bands], dtype=np.float32)
     std = np.array([stats[b]["std"] or 1.0 for b in chipset.bands], dtype=np.float32)
-    x_train, y_train, v_train = prepare(train_images, train_labels, mean, std)
-    x_val, y_val, v_val = prepare(val_images, val_labels, mean, std)
+    return TrainingData(chipset, mean, std, prepare(train_images, train_labels, mean, std),
+                        prepare(val_images, val_labels, mean, std),
+                        str(validation_chips) if validation_chips else None, landslide_classes)
+
+
+class CropSampler:
+    """Batches of (chip, crop row, crop column): a share of samples comes from chips with landslides, cropped
+    around one of their landslide pixels (the study trains only on crops holding ≥ 1 landslide pixel); the others
+    go through the chips in shuffled order. All randomness comes from `generator`, so a checkpoint resumes it.
+    """
+
+    def __init__(self, y: torch.Tensor, crop: int, batch: int, positive_fraction: float, generator: torch.Generator):
+        n, _, tile, _ = y.shape
+        self.n, self.tile, self.crop, self.batch = n, tile, crop, batch
+        self.positive_fraction = float(positive_fraction)
+        self.generator = generator
+        flat = y[:, 0].reshape(n, -1) > 0.5
+        counts = flat.sum(dim=1)
+        self.positive_chips = torch.nonzero(counts > 0).flatten()
+        self.counts = counts
+        # Landslide pixel offsets of every chip, concatenated (only needed when cropping).
+        self.starts = torch.cumsum(counts, 0) - counts
+        self.pixels = torch.nonzero(flat)[:, 1].to(torch.int32) if crop < tile else None
+        self.order = torch.empty(0, dtype=torch.long)
+        self.positive_order = torch.empty(0, dtype=torch.long)
+
+    def _take(self, queue: str, size: int, k: int) -> torch.Tensor:
+        q = getattr(self, queue)
+        while q.numel() < k:
+            q = torch.cat([q, torch.randperm(size, generator=self.generator)])
+        setattr(self, queue, q[k:])
+        return q[:k]
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        g, b = self.generator, self.batch
+        positive = torch.rand(b, generator=g) < self.positive_fraction
+        if len(self.positive_chips) == 0:
+            positive[:] = False
+        idx = torch.empty(b, dtype=torch.long)
+        n_pos = int(positive.sum())
+        idx[positive] = self.positive_chips[self._take("positive_order", len(self.positive_chips), n_pos)]
+        idx[~positive] = self._take("order", self.n, b - n_pos)
+        span = self.tile - self.crop
+        if span == 0:
+            zero = torch.zeros(b, dtype=torch.long)
+            return idx, zero, zero
+        rows = torch.randint(0, span + 1, (b,), generator=g)
+        cols = torch.randint(0, span + 1, (b,), generator=g)
+        if n_pos:
+            chips = idx[positive]
+            pick = (torch.rand(n_pos, generator=g) * self.counts[chips]).long()
+            flat = self.pixels[self.starts[chips] + pick].long()
+            for coord, out in ((flat // self.tile, rows), (flat % self.tile, cols)):
+                lo = (coord - self.crop + 1).clamp_min(0)
+                hi = coord.clamp_max(span)
+                out[positive] = lo + (torch.rand(n_pos, generator=g) * (hi - lo + 1)).long()
+        return idx, rows, cols
+
+    def state(self) -> dict:
+        return {"order": self.order, "positive_order": self.positive_order}
+
+    def load_state(self, tensors: dict) -> None:
+        self.order, self.positive_order = tensors["order"], tensors["positive_order"]
+
+
+def gather_batch(x, y, v, idx, rows, cols, crop: int):
+    """The sampled chips, cropped to `crop` px at (rows, cols)."""
+    if crop == x.shape[-1]:
+        return x[idx], y[idx], v[idx]
+    out = []
+    for t in (x, y, v):
+        out.append(torch.stack([t[i, :, r:r + crop, c:c + crop] for i, r, c in
+                                zip(idx.tolist(), rows.tolist(), cols.tolist())]))
+    return tuple(out)
+
+
+def augment_batch(x, y, v, generator: torch.Generator, brightness: float = 0.0, noise: float = 0.0):
+    """Random 90° rotations and flips per sample; optional brightness offsets and pixel noise on valid pixels."""
+    xs, ys, vs = [], [], []
+    ks = torch.randint(0, 4, (x.shape[0],), generator=generator)
+    flips = torch.randint(0, 2, (x.shape[0],), generator=generator)
+    for i in range(x.shape[0]):
+        a, b, c = (torch.rot90(t[i], int(ks[i]), dims=(-2, -1)) for t in (x, y, v))
+        if flips[i]:
+            a, b, c = a.flip(-1), b.flip(-1), c.flip(-1)
+        xs.append(a)
+        ys.append(b)
+        vs.append(c)
+    x, y, v = torch.stack(xs), torch.stack(ys), torch.stack(vs)
+    if brightness > 0 or noise > 0:
+        shift = torch.randn(x.shape[0], x.shape[1], 1, 1, generator=generator) * brightness
+        jitter = torch.randn(x.shape, generator=generator) * noise if noise > 0 else 0.0
+        x = x + (shift + jitter) * v  # nodata pixels stay 0, as in prediction
+    return x, y, v
+
+
+# ---------------------------------------------------------------------------------------------- one step
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def grad_scaler(device: torch.device):
+    """Loss scaling for float16 mixed precision (CUDA without bfloat16); a disabled no-op elsewhere."""
+    fp16 = device.type == "cuda" and not torch.cuda.is_bf16_supported()
+    return torch.amp.GradScaler("cuda", enabled=fp16)
+
+
+def train_step(model, optimizer, loss_fn, xb, yb, vb, scaler=None) -> torch.Tensor:
+    """One optimisation step (mixed precision on CUDA); returns the detached loss without a device sync."""
+    with _autocast(xb.device):
+        output = model(xb)
+    loss = loss_fn(output, yb, vb)
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None and scaler.is_enabled():
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    return loss.detach()
+
+
+# ---------------------------------------------------------------------------------------------- validation
+def _confusion_at(pos_hist, neg_hist, k: int) -> Confusion:
+    return Confusion(tp=int(pos_hist[k:].sum()), fp=int(neg_hist[k:].sum()),
+                     fn=int(pos_hist[:k].sum()), tn=int(neg_hist[:k].sum()))
+
+
+@torch.inference_mode()
+def validate_probabilities(probability, x, y, v, device, batch_size: int, loss_fn=None) -> dict:
+    """Validation scores of `probability(xb) → (probabilities, logits or None)`: loss, F1 at 0.5, and the
+    F1-maximising threshold (from probability histograms, so memory does not grow) with its metrics."""
+    pos_hist = np.zeros(HIST_BINS, dtype=np.int64)
+    neg_hist = np.zeros(HIST_BINS, dtype=np.int64)
+    losses, weights = [], []
+    for s in range(0, x.shape[0], batch_size):
+        xb, yb, vb = (t[s:s + batch_size].to(device) for t in (x, y, v))
+        prob, logits = probability(xb)
+        if loss_fn is not None and logits is not None:
+            losses.append(float(loss_fn(logits, yb, vb)))
+            weights.append(float(vb.sum()))
+        bins = torch.clamp((prob * HIST_BINS).long(), 0, HIST_BINS - 1)
+        keep = vb > 0
+        pos_hist += torch.bincount(bins[keep & (yb > 0.5)], minlength=HIST_BINS).cpu().numpy()
+        neg_hist += torch.bincount(bins[keep & (yb <= 0.5)], minlength=HIST_BINS).cpu().numpy()
+    threshold, f1_best = best_threshold(pos_hist, neg_hist)
+    at = _confusion_at(pos_hist, neg_hist, int(round(threshold * HIST_BINS)))
+    at_half = _confusion_at(pos_hist, neg_hist, HIST_BINS // 2)
+    loss = float(np.average(losses, weights=np.maximum(weights, 1e-9))) if losses else float("nan")
+    return {"loss": loss, "f1_at_0.5": scores(at_half)["f1"] or 0.0, "threshold": threshold,
+            "f1": f1_best, "metrics": scores(at)}
+
+
+def validate(model, x, y, v, loss_fn, device, batch_size: int) -> dict:
+    """Validation loss, F1 at 0.5, and the F1-maximising threshold with its metrics, for one network."""
+    model.eval()
+
+    def probability(xb):
+        with _autocast(device):
+            logits = model(xb)
+        logits = logits.float()
+        return torch.sigmoid(logits), logits
+
+    return validate_probabilities(probability, x, y, v, device, batch_size, loss_fn)
+
+
+def validate_members(members, x, y, v, device, batch_size: int) -> dict:
+    """Validation scores of the weighted mean probability of several networks (an ensemble)."""
+    members = [(net.to(device).eval(), float(w)) for net, w in members]
+    total = sum(w for _, w in members)
+
+    def probability(xb):
+        prob = 0.0
+        for net, w in members:
+            with _autocast(device):
+                logits = net(xb)
+            prob = prob + torch.sigmoid(logits.float()) * (w / total)
+        return prob, None
+
+    return validate_probabilities(probability, x, y, v, device, batch_size)
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+CHECKPOINT_FILE = "checkpoint.safetensors"
+
+
+def checkpoint_folder(package_path: str | os.PathLike) -> Path:
+    """Where a training run keeps its per-epoch checkpoint: beside the package, `<package>.checkpoint/`."""
+    return Path(str(Path(package_path).resolve()) + ".checkpoint")
+
+
+def config_hash(config: TrainConfig, data: TrainingData) -> str:
+    """What must be equal for a checkpoint to be resumed: the settings (not the device) and the chips."""
+    key = {k: v for k, v in asdict(config).items() if k not in ("device", "checkpoints")}
+    key.update(chips=str(Path(data.chipset.folder).resolve()), validation=data.validation_folder,
+               landslide_classes=data.landslide_classes,
+               bands=data.bands, n_train=int(data.train[0].shape[0]), n_val=int(data.val[0].shape[0]),
+               mean=data.mean.tolist(), std=data.std.tolist())
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _tensors(prefix: str, state: dict) -> dict:
+    return {f"{prefix}{k}": v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+
+
+def _untensor(prefix: str, tensors: dict) -> dict:
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def save_checkpoint(folder: Path, *, model, optimizer, scheduler, scaler, sampler, generator, progress_state: dict,
+                    best_state: dict | None) -> None:
+    """Everything a resumed run needs, in one safetensors file (tensors) with JSON metadata (scalars).
+
+    Written to a temp file then renamed, so a kill mid-write leaves the previous epoch's checkpoint intact.
+    """
+    from safetensors.torch import save_file
+
+    opt = optimizer.state_dict()
+    tensors = _tensors("model.", model.state_dict())
+    if best_state is not None:
+        tensors.update(_tensors("best.", best_state))
+    scalars = {}
+    for i, entry in opt["state"].items():
+        for k, value in entry.items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{i}.{k}"] = value.detach().to("cpu").contiguous().clone()
+            else:
+                scalars[f"{i}.{k}"] = value
+    tensors.update(_tensors("sampler.", sampler.state()))
+    tensors["rng.generator"] = generator.get_state()
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    meta = {**progress_state, "optimizer": {"param_groups": opt["param_groups"], "scalars": scalars},
+            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler is not None else {}}
+    folder.mkdir(parents=True, exist_ok=True)
+    with raster.atomic_output(folder / CHECKPOINT_FILE) as tmp:
+        save_file(tensors, str(tmp), metadata={"landslide_mapper_checkpoint": json.dumps(meta)})
+
+
+def load_checkpoint(folder: Path, expected_hash: str, progress: Progress) -> tuple[dict, dict] | None:
+    """(tensors, metadata) of a checkpoint made with the same settings, else None (with a log line why)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = folder / CHECKPOINT_FILE
+    if not path.exists():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads(f.metadata()["landslide_mapper_checkpoint"])
+        tensors = load_file(str(path))
+    except Exception as exc:  # noqa: BLE001 - a damaged checkpoint is skipped, never fatal
+        progress.log(f"Ignoring the unreadable checkpoint '{path}' ({exc}); training from the start.")
+        return None
+    if meta.get("config_hash") != expected_hash:
+        progress.log(f"The checkpoint in '{folder}' was made with other settings or chips; training from the start.")
+        return None
+    return tensors, meta
+
+
+def _restore(tensors: dict, meta: dict, *, model, optimizer, scheduler, scaler, sampler, generator) -> dict | None:
+    """Load a checkpoint into the live objects; returns the best state dict (or None)."""
+    model.load_state_dict(_untensor("model.", tensors))
+    state: dict = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, i, name = k.split(".", 2)
+            state.setdefault(int(i), {})[name] = v
+    for key, value in meta["optimizer"]["scalars"].items():
+        i, name = key.split(".", 1)
+        state.setdefault(int(i), {})[name] = value
+    groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in meta["optimizer"]["param_groups"]]
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    scheduler.load_state_dict(meta["scheduler"])
+    if scaler is not None and meta.get("scaler"):
+        scaler.load_state_dict(meta["scaler"])
+    sampler.load_state(_untensor("sampler.", tensors))
+    generator.set_state(tensors["rng.generator"])
+    torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
+    best = _untensor("best.", tensors)
+    return best or None
+
+
+# ---------------------------------------------------------------------------------------------- training
+def _check_config(config: TrainConfig, data: TrainingData) -> int:
+    """Refuse settings that cannot work, with the reason; returns the crop size."""
+    from ..models.registry import NEEDS_BATCH_OF_TWO
+
+    if config.epochs < 1 or config.batch_size < 1 or config.learning_rate <= 0:
+        raise InputError("Epochs and batch size must be ≥ 1 and the learning rate > 0.")
+    if config.batch_size < 2 and config.architecture in NEEDS_BATCH_OF_TWO:
+        raise InputError(f"{config.architecture} needs a batch size of at least 2 (its pooled batch norm).")
+    if config.optimizer not in OPTIMIZERS:
+        raise InputError(f"Unknown optimizer '{config.optimizer}'; choose one of {', '.join(OPTIMIZERS)}.")
+    if not 0.0 <= config.positive_fraction <= 1.0:
+        raise InputError(f"The positive fraction must be between 0 and 1 (got {config.positive_fraction}).")
+    tile = int(data.train[0].shape[-1])
+    crop = int(config.crop_size or tile)
+    if not 16 <= crop <= tile:
+        raise InputError(f"Crop size {crop} px must be between 16 px and the chip size ({tile} px).")
+    return crop
+
+
+def _check_shape(model, channels: int, crop: int, config: TrainConfig) -> None:
+    """Run one empty batch so a chip size the network cannot take fails now, with a clear message."""
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(2, channels, crop, crop, device=next(model.parameters()).device))
+    except RuntimeError as exc:
+        raise InputError(f"{config.architecture}/{config.encoder} cannot take {crop}×{crop} px inputs "
+                         f"({str(exc).splitlines()[0]}); use chips or crops of a multiple of 32 px, or a "
+                         f"smaller encoder depth.") from None
+    model.train()
+
+
+def train_model(
+    chips: str | os.PathLike | ChipSet | TrainingData,
+    package_path: str | os.PathLike,
+    config: TrainConfig | None = None,
+    validation_chips: str | os.PathLike | None = None,
+    progress: Progress | None = None,
+    landslide_classes=None,
+) -> TrainResult:
+    """Train one network on a chip folder and write a model package with its chosen threshold.
+
+    A checkpoint is written after every epoch to `<package>.checkpoint/`; running again with the same settings
+    and chips continues from it (same result as an uninterrupted run), and it is deleted once the package exists.
+    """
+    from ..models.package import make_manifest, write_package
+    from ..models.registry import create_model, get_loss
+
+    config = config or TrainConfig()
+    progress = or_null(progress)
+    data = (chips if isinstance(chips, TrainingData)
+            else load_training_data(chips, validation_chips, landslide_classes))
+    crop = _check_config(config, data)
+    loss_fn = get_loss(config.loss, config.positive_weight)
+    x_train, y_train, v_train = data.train
+    x_val, y_val, v_val = data.val
 
     device = pick_device(config.device)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    model = create_model(config.architecture, config.encoder, len(chipset.bands),
+    model = create_model(config.architecture, config.encoder, len(data.bands),
                          encoder_weights=config.encoder_weights, **config.model_kwargs).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.1,
-                                                           patience=max(1, config.patience // 2))
+    _check_shape(model, len(data.bands), crop, config)
+    optimizer_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    optimizer = optimizer_class(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    lr_patience = config.lr_patience if config.lr_patience is not None else max(1, config.patience // 2)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.1, patience=lr_patience)
+    scaler = grad_scaler(device)
+    sampler = CropSampler(y_train, crop, config.batch_size, config.positive_fraction, generator)
     n_train = x_train.shape[0]
     iters = config.iterations_per_epoch or max(1, n_train // config.batch_size)
-    progress.log(f"Training {config.architecture}/{config.encoder} on {n_train} chips "
-                 f"({len(x_val)} validation) with {config.loss} loss on {device}.")
+
+    folder = checkpoint_folder(package_path)
+    chash = config_hash(config, data)
     best = {"f1": -1.0, "epoch": 0, "state": None, "val": None}
-    history = []
+    history: list[dict] = []
+    start_epoch, stopped = 1, False
+    resumed = load_checkpoint(folder, chash, progress) if config.checkpoints else None
+    if resumed is not None:
+        tensors, meta = resumed
+        best_state = _restore(tensors, meta, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                              sampler=sampler, generator=generator)
+        best = {**meta["best"], "state": best_state}
+        history = meta["history"]
+        start_epoch, stopped = meta["epoch"] + 1, meta["stopped"]
+        progress.log(f"Resuming from the checkpoint after epoch {meta['epoch']} (best validation F1 "
+                     f"{best['f1']:.3f} at epoch {best['epoch']}).")
+    progress.log(f"Training {config.architecture}/{config.encoder} on {n_train} chips ({len(x_val)} validation), "
+                 f"{iters} batches of {config.batch_size} × {crop} px per epoch, {config.loss} loss, on {device}.")
     total_steps = config.epochs * iters
-    step = 0
-    order = torch.empty(0, dtype=torch.long)
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        started = time.perf_counter()
-        epoch_loss = 0.0
-        for _ in range(iters):
-            check_canceled(progress)
-            if order.numel() < config.batch_size:
-                order = torch.cat([order, torch.randperm(n_train, generator=generator)])
-            idx, order = order[:config.batch_size], order[config.batch_size:]
-            xb, yb, vb = x_train[idx], y_train[idx], v_train[idx]
-            if config.augment:
-                xb, yb, vb = augment_batch(xb, yb, vb, generator)
-            xb, yb, vb = xb.to(device), yb.to(device), vb.to(device)
-            with _autocast(device):
-                logits = model(xb)
-            loss = loss_fn(logits.float(), yb, vb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            epoch_loss += float(loss.detach())
-            step += 1
-            progress.set_progress(100.0 * step / total_steps)
-        val = validate(model, x_val, y_val, v_val, loss_fn, device, config.batch_size * 2)
-        scheduler.step(val["f1"])
-        row = {"epoch": epoch, "train_loss": epoch_loss / iters, "val_loss": val["loss"], "val_f1": val["f1"],
-               "val_f1_at_0.5": val["f1_at_0.5"], "threshold": val["threshold"],
-               "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
-        history.append(row)
-        improved = val["f1"] > best["f1"]
-        if improved:
-            best = {"f1": val["f1"], "epoch": epoch, "state": copy.deepcopy(model.state_dict()), "val": val}
-        progress.log(f"Epoch {epoch}/{config.epochs}: loss {row['train_loss']:.4f}, val loss {val['loss']:.4f}, "
-                     f"val F1 {val['f1']:.3f} at threshold {val['threshold']:.2f}"
-                     f"{' (best)' if improved else ''}, {row['seconds']:.1f} s")
-        if epoch - best["epoch"] >= config.patience:
-            progress.log(f"Early stop: no better validation F1 for {config.patience} epochs.")
-            break
+    log_every = max(1, iters // 4) if iters >= 8 else iters + 1
+    try:
+        for epoch in range(start_epoch, config.epochs + 1):
+            if stopped:
+                break
+            model.train()
+            started = time.perf_counter()
+            epoch_loss = torch.zeros((), device=device)
+            for i in range(1, iters + 1):
+                check_canceled(progress)
+                idx, rows, cols = sampler.next_batch()
+                xb, yb, vb = gather_batch(x_train, y_train, v_train, idx, rows, cols, crop)
+                if config.augment:
+                    xb, yb, vb = augment_batch(xb, yb, vb, generator, config.brightness, config.noise)
+                xb, yb, vb = (t.to(device, non_blocking=True) for t in (xb, yb, vb))
+                epoch_loss += train_step(model, optimizer, loss_fn, xb, yb, vb, scaler)
+                progress.set_progress(100.0 * ((epoch - 1) * iters + i) / total_steps)
+                if i % log_every == 0 and i < iters:
+                    progress.log(f"  epoch {epoch}: {i}/{iters} batches, loss {float(epoch_loss) / i:.4f}")
+            val = validate(model, x_val, y_val, v_val, loss_fn, device, config.batch_size * 2)
+            scheduler.step(val["f1"])
+            row = {"epoch": epoch, "train_loss": float(epoch_loss) / iters, "val_loss": val["loss"],
+                   "val_f1": val["f1"], "val_f1_at_0.5": val["f1_at_0.5"], "threshold": val["threshold"],
+                   "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
+            history.append(row)
+            improved = val["f1"] > best["f1"]
+            if improved:
+                best = {"f1": val["f1"], "epoch": epoch, "state": copy.deepcopy(model.state_dict()), "val": val}
+            progress.log(f"Epoch {epoch}/{config.epochs}: loss {row['train_loss']:.4f}, val loss {val['loss']:.4f}, "
+                         f"val F1 {val['f1']:.3f} at threshold {val['threshold']:.2f}"
+                         f"{' (best)' if improved else ''}, {row['seconds']:.1f} s")
+            if epoch - best["epoch"] >= config.patience:
+                progress.log(f"Early stop: no better validation F1 for {config.patience} epochs.")
+                stopped = True
+            if config.checkpoints:
+                save_checkpoint(folder, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                                sampler=sampler, generator=generator, best_state=best["state"],
+                                progress_state={"config_hash": chash, "epoch": epoch, "stopped": stopped,
+                                                "history": history,
+                                                "best": {k: v for k, v in best.items() if k != "state"}})
+    except Canceled:
+        if config.checkpoints and history:
+            progress.log(f"Stopped after epoch {history[-1]['epoch']}; run again with the same settings to resume "
+                         f"from the checkpoint in '{folder}'.")
+        raise
 
     val = best["val"]
+    seconds = float(sum(r["seconds"] for r in history))
+    member = {"architecture": config.architecture, "encoder": config.encoder, "model_kwargs": config.model_kwargs,
+              "weights": "weights.safetensors", "weight": 1.0, "loss": config.loss,
+              "learning_rate": config.learning_rate, "validation_f1": val["f1"]}
     manifest = make_manifest(
-        members=[{"architecture": config.architecture, "encoder": config.encoder,
-                  "model_kwargs": config.model_kwargs, "weights": "weights.safetensors", "weight": 1.0}],
-        input_bands=chipset.bands, band_stats=chipset.stats, tile_size=int(chipset.manifest["tile_size"]) * 2,
-        threshold=val["threshold"], classes=chipset.manifest["classes"],
-        pixel_size=chipset.manifest.get("pixel_size"), crs_wkt=chipset.manifest.get("crs"),
-        validation_metrics={k: v for k, v in val["metrics"].items() if isinstance(v, float)},
-        training={**{k: v for k, v in asdict(config).items() if k != "encoder_weights"},
-                  "best_epoch": best["epoch"], "chip_tile_size": int(chipset.manifest["tile_size"]),
-                  "history": history},
-        provenance={"chips": str(chipset.folder)},
+        members=[member], input_bands=data.bands, band_stats=data.chipset.stats,
+        tile_size=int(data.chipset.manifest["tile_size"]) * 2,
+        threshold=val["threshold"], classes=data.chipset.manifest["classes"],
+        pixel_size=data.chipset.manifest.get("pixel_size"), crs_wkt=data.chipset.manifest.get("crs"),
+        validation_metrics=_float_metrics(val),
+        training={**{k: v for k, v in asdict(config).items() if k not in ("encoder_weights", "checkpoints")},
+                  "best_epoch": best["epoch"], "chip_tile_size": int(data.chipset.manifest["tile_size"]),
+                  "seconds": seconds, "config_hash": chash, "history": history},
+        provenance={"chips": str(data.chipset.folder)},
     )
     package = write_package(package_path, manifest, [best["state"]])
-    curves = _write_curves(Path(package_path), history)
-    progress.log(f"Best epoch {best['epoch']}: validation F1 {val['f1']:.3f} at threshold {val['threshold']:.2f}. "
+    curves_csv, curves_png = write_curves(Path(package_path), history)
+    if folder.exists():
+        shutil.rmtree(folder)
+    progress.log(f"Best epoch {best['epoch']}: validation F1 {val['f1']:.3f} at threshold {val['threshold']:.2f} "
+                 f"(precision {_fmt(val['metrics']['precision'])}, recall {_fmt(val['metrics']['recall'])}). "
                  f"Package written: {package}")
-    return TrainResult(package, best["epoch"], val["threshold"], val["metrics"], history, curves)
+    return TrainResult(package, best["epoch"], val["threshold"], val["metrics"], history, curves_csv, curves_png,
+                       seconds)
 
 
-def _write_curves(package_path: Path, history: list[dict]) -> Path:
-    path = package_path.with_name(package_path.stem + "_curves.csv")
-    with raster.atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _float_metrics(val: dict) -> dict:
+    """Validation metrics for the manifest: the scores at the chosen threshold plus F1 at 0.5."""
+    out = {k: v for k, v in val["metrics"].items() if isinstance(v, float)}
+    out["f1_at_0.5"] = float(val["f1_at_0.5"])
+    out["threshold"] = float(val["threshold"])
+    return out
+
+
+def write_curves(package_path: Path, history: list[dict]) -> tuple[Path, Path]:
+    """Learning curves beside the package: `<stem>_curves.csv` and a PNG of losses and validation F1."""
+    csv_path = package_path.with_name(package_path.stem + "_curves.csv")
+    with raster.atomic_output(csv_path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
-    return path
+    png_path = package_path.with_name(package_path.stem + "_curves.png")
+    _plot_curves(history, png_path, package_path.stem)
+    return csv_path, png_path
+
+
+def _plot_curves(history: list[dict], png_path: Path, title: str) -> None:
+    # Figure + Agg canvas directly: no pyplot, so the host application's matplotlib backend is left alone.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    epochs = [r["epoch"] for r in history]
+    fig = Figure(figsize=(8, 3.2), dpi=110)
+    FigureCanvasAgg(fig)
+    ax_loss, ax_f1 = fig.subplots(1, 2)
+    ax_loss.plot(epochs, [r["train_loss"] for r in history], "o-", label="training")
+    ax_loss.plot(epochs, [r["val_loss"] for r in history], "o-", label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
+    ax_loss.legend(frameon=False)
+    ax_f1.plot(epochs, [r["val_f1"] for r in history], "o-", color="#1a9641", label="best threshold")
+    ax_f1.plot(epochs, [r["val_f1_at_0.5"] for r in history], "--", color="#999999", label="threshold 0.5")
+    best = max(history, key=lambda r: r["val_f1"])
+    ax_f1.axvline(best["epoch"], color="#d7191c", lw=0.8)
+    ax_f1.set(xlabel="epoch", ylabel="F1", title=f"Validation F1 (best {best['val_f1']:.3f}, epoch {best['epoch']})",
+              ylim=(0, 1))
+    ax_f1.legend(frameon=False, loc="lower right")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    with raster.atomic_output(png_path) as tmp:
+        fig.savefig(tmp, format="png")

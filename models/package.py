@@ -18,6 +18,7 @@ import torch
 
 from ..core.errors import InputError
 from ..core.raster import atomic_output
+from .forest import FOREST_ARCHITECTURES, PixelForest
 from .registry import ARCHITECTURES, create_model
 
 SCHEMA_VERSION = 1
@@ -57,7 +58,11 @@ class ModelPackage:
                 for member, net in zip(self.manifest["members"], self.networks)]
 
 
+PIXEL_BASELINE = "pixel_baseline"  # member "kind" of a per-pixel tree classifier (models/forest.py)
+
+
 def _build(member: dict, in_channels: int) -> torch.nn.Module:
+    """A network from a member's architecture name and model_kwargs (ResUNet included), weights not loaded."""
     return create_model(member["architecture"], member["encoder"], in_channels,
                         classes=int(member.get("out_channels", 1)), **member.get("model_kwargs", {}))
 
@@ -88,7 +93,7 @@ def make_manifest(*, members: Sequence[dict], input_bands: Sequence[str], band_s
         "schema_version": SCHEMA_VERSION,
         "task": "binary_segmentation",
         "architecture": first["architecture"] if len(members) == 1 else "ensemble",
-        "encoder": first["encoder"],
+        "encoder": first.get("encoder"),
         "in_channels": len(input_bands),
         "out_channels": 1,
         "input_bands": list(input_bands),
@@ -157,6 +162,9 @@ def read_package(path: str | os.PathLike) -> ModelPackage:
                 state = load(zf.read(wname))
             except Exception as exc:  # noqa: BLE001
                 raise InputError(f"Weights '{wname}' in '{name}' are not a valid safetensors file: {exc}") from None
+            if member.get("kind") == PIXEL_BASELINE:
+                networks.append(PixelForest.from_state(state, len(manifest["input_bands"]), f"{name}:{wname}"))
+                continue
             net = _build(member, len(manifest["input_bands"]))
             try:
                 net.load_state_dict(state)
@@ -186,9 +194,10 @@ def _validate_manifest(m: dict, name: str) -> None:
     if not m["members"]:
         raise InputError(f"'{name}' lists no network weights.")
     for member in m["members"]:
-        if member.get("architecture") not in ARCHITECTURES:
+        known = FOREST_ARCHITECTURES if member.get("kind") == PIXEL_BASELINE else ARCHITECTURES
+        if member.get("architecture") not in known:
             raise InputError(f"'{name}' uses unknown architecture '{member.get('architecture')}'; this plugin "
-                             f"knows {', '.join(ARCHITECTURES)}.")
+                             f"knows {', '.join(known)}.")
 
 
 def match_bands(package: ModelPackage, raster_bands: Sequence[str], source: str) -> list[int]:
@@ -208,14 +217,31 @@ def describe(package: ModelPackage) -> str:
     from ..core.stack import describe_band
 
     m = package.manifest
-    lines = [f"Model package: {package.path.name}",
-             f"Network: {m.get('architecture')} / encoder {m.get('encoder')} ({len(m['members'])} member(s))",
-             "Input bands:"]
+    lines = [f"Model package: {package.path.name}"]
+    for i, member in enumerate(m["members"], start=1):
+        if member.get("kind") == PIXEL_BASELINE:
+            what = f"{member['architecture']} pixel classifier, {member.get('n_trees', '?')} tree(s)"
+        else:
+            what = f"{member['architecture']} / encoder {member.get('encoder')}"
+            if member.get("loss"):
+                what += f", loss {member['loss']}, lr {member.get('learning_rate')}"
+        score = member.get("validation_f1")
+        lines.append(f"Member {i}: {what}" + (f", validation F1 {score:.3f}" if score is not None else ""))
+    if len(m["members"]) > 1:
+        lines.append(f"Ensemble: pixel-wise weighted mean of {len(m['members'])} members' probabilities")
+    lines.append("Input bands:")
     lines += [f"  {i}. {b} — {describe_band(b)}" for i, b in enumerate(m["input_bands"], start=1)]
     if m.get("pixel_size"):
         lines.append(f"Training pixel size: {m['pixel_size'][0]:g} × {m['pixel_size'][1]:g}")
-    lines.append(f"Tile size: {m['tile_size']} px, decision threshold {m['threshold']:.2f}")
+    lines.append(f"Tile size: {m['tile_size']} px, decision threshold {m['threshold']:.2f} (chosen on validation)")
     vm = m.get("validation_metrics") or {}
     if vm:
         lines.append("Validation: " + ", ".join(f"{k} {v:.3f}" for k, v in vm.items() if isinstance(v, float)))
+    tr = m.get("training") or {}
+    if tr.get("best_epoch"):
+        lines.append(f"Training: best epoch {tr['best_epoch']} of {len(tr.get('history', []))}, "
+                     f"{tr.get('seconds', 0):.0f} s")
+    prov = m.get("provenance") or {}
+    if prov.get("created"):
+        lines.append(f"Created {prov['created']} from {prov.get('chips', 'unknown chips')}")
     return "\n".join(lines)

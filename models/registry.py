@@ -16,23 +16,86 @@ def _smp():
     return smp
 
 
-ARCHITECTURES = ["Unet", "UnetPlusPlus", "MAnet", "Linknet", "FPN", "PSPNet", "PAN", "DeepLabV3", "DeepLabV3Plus"]
+SMP_ARCHITECTURES = ["Unet", "UnetPlusPlus", "MAnet", "Linknet", "FPN", "PSPNet", "PAN", "DeepLabV3",
+                     "DeepLabV3Plus"]
+ARCHITECTURES = SMP_ARCHITECTURES + ["ResUNet"]
+# Networks with a batch-norm layer after global pooling: a training batch needs ≥ 2 samples.
+NEEDS_BATCH_OF_TWO = {"PAN", "DeepLabV3", "DeepLabV3Plus"}
 
 
 def create_model(architecture: str, encoder: str, in_channels: int, classes: int = 1,
                  encoder_weights: str | None = None, **kwargs) -> torch.nn.Module:
-    """An smp segmentation network; encoder weights only from a local file (no hub downloads)."""
+    """A segmentation network by name; encoder weights only from a local file (no hub downloads).
+
+    `encoder` is ignored by ResUNet (it has its own encoder; its width comes from `filters`).
+    """
     if architecture not in ARCHITECTURES:
         raise InputError(f"Unknown architecture '{architecture}'; choose one of {', '.join(ARCHITECTURES)}.")
+    if architecture == "ResUNet":
+        from .resunet import ResUNet
+
+        try:
+            return ResUNet(in_channels, classes, **kwargs)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"Cannot build ResUNet with {kwargs}: {exc}") from None
     smp = _smp()
+    kwargs = dict(kwargs)
+    depth = kwargs.get("encoder_depth")
+    # smp's output upsampling assumes the default encoder depth; keep the output the size of the input.
+    if depth is not None and "upsampling" not in kwargs:
+        if architecture == "FPN":
+            kwargs["upsampling"] = 2 ** (int(depth) - 3)
+        elif architecture == "PSPNet":
+            kwargs["upsampling"] = 2 ** int(depth)
     try:
         model = getattr(smp, architecture)(encoder_name=encoder, encoder_weights=None, in_channels=in_channels,
                                            classes=classes, **kwargs)
-    except (KeyError, ValueError, TypeError) as exc:
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise InputError(f"Cannot build {architecture} with encoder '{encoder}': {exc}") from None
     if encoder_weights:
         load_encoder_weights(model, encoder_weights)
     return model
+
+
+def compact_kwargs(architecture: str, encoder_depth: int = 3, width: int = 8) -> dict:
+    """Settings for a small, fast network of each architecture (CPU training, ensembles, tests).
+
+    `width` scales the decoder (Unet-like decoders get width·2^k channels per level, others width·4).
+    """
+    d, w = int(encoder_depth), int(width)
+    ladder = [w * 2 ** k for k in reversed(range(d))]  # e.g. depth 3, width 8 → [32, 16, 8]
+    if architecture in ("Unet", "UnetPlusPlus"):
+        return {"encoder_depth": d, "decoder_channels": ladder}
+    if architecture == "MAnet":
+        return {"encoder_depth": d, "decoder_channels": ladder, "decoder_pab_channels": 2 * w}
+    if architecture == "Linknet":
+        return {"encoder_depth": d}
+    if architecture == "FPN":  # group norm of 32 groups: segmentation channels must be a multiple of 32
+        return {"encoder_depth": d, "decoder_pyramid_channels": 4 * w,
+                "decoder_segmentation_channels": max(32, 32 * round(2 * w / 32))}
+    if architecture == "PSPNet":
+        return {"encoder_depth": d, "psp_out_channels": 4 * w}
+    if architecture in ("PAN", "DeepLabV3", "DeepLabV3Plus"):
+        return {"encoder_depth": d, "decoder_channels": 4 * w}
+    if architecture == "ResUNet":
+        return {"filters": [2 * w * 2 ** k for k in range(d + 1)]}
+    raise InputError(f"Unknown architecture '{architecture}'; choose one of {', '.join(ARCHITECTURES)}.")
+
+
+def model_kwargs_for(architecture: str, encoder_depth: int = 5, decoder_channels: list[int] | None = None) -> dict:
+    """model_kwargs from the user-facing knobs: depth 5 = the architecture's defaults; a smaller depth gives the
+    compact network of that depth (decoder width 16); explicit decoder channels apply to U-Net-like decoders."""
+    kwargs = {} if int(encoder_depth) == 5 else compact_kwargs(architecture, encoder_depth, width=16)
+    if decoder_channels:
+        if architecture not in ("Unet", "UnetPlusPlus", "MAnet"):
+            raise InputError(f"Decoder channels can be set for Unet, UnetPlusPlus and MAnet, not {architecture}.")
+        if len(decoder_channels) != int(encoder_depth):
+            raise InputError(f"Give one decoder channel count per encoder level: {encoder_depth} numbers, not "
+                             f"{len(decoder_channels)}.")
+        kwargs["decoder_channels"] = [int(c) for c in decoder_channels]
+        if int(encoder_depth) != 5:
+            kwargs["encoder_depth"] = int(encoder_depth)
+    return kwargs
 
 
 def load_encoder_weights(model: torch.nn.Module, path: str) -> None:
@@ -102,20 +165,59 @@ def focal_loss(logits, target, valid, gamma: float = 2.0, alpha: float = 0.25):
     return _masked_mean(a_t * (1 - p_t) ** gamma * bce, valid)
 
 
-LOSSES: dict[str, Callable] = {
-    "bce": bce_loss,
-    "dice": dice_loss,
-    "bce_dice": lambda lo, t, v: bce_loss(lo, t, v) + dice_loss(lo, t, v),
-    "focal": focal_loss,
-    "jaccard": jaccard_loss,
-    "tversky": tversky_loss,
-    "focal_tversky": focal_tversky_loss,
-    # The generalised-CNN study: 0.2·BCE (landslide class weight 5) + 0.8·focal Tversky.
-    "bce_focal_tversky": lambda lo, t, v: 0.2 * bce_loss(lo, t, v, pos_weight=5.0) + 0.8 * focal_tversky_loss(lo, t, v),
+def lovasz_hinge_loss(logits, target, valid):
+    """Lovász hinge (Berman et al. 2018): a convex surrogate of 1 − IoU over all valid pixels of the batch."""
+    keep = valid.reshape(-1) > 0
+    lo, t = logits.reshape(-1)[keep], target.reshape(-1)[keep]
+    if lo.numel() == 0:
+        return logits.sum() * 0.0
+    errors = 1.0 - lo * (2.0 * t - 1.0)
+    errors_sorted, order = torch.sort(errors, descending=True, stable=True)
+    t_sorted = t[order]
+    positives = t_sorted.sum()
+    intersection = positives - t_sorted.cumsum(0)
+    union = positives + (1.0 - t_sorted).cumsum(0)
+    jaccard = 1.0 - intersection / union
+    grad = torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]])
+    return torch.dot(F.relu(errors_sorted), grad)
+
+
+# name → (function(logits, target, valid, positive_weight), default landslide class weight)
+_LOSSES: dict[str, tuple[Callable, float]] = {
+    "bce": (lambda lo, t, v, pw: bce_loss(lo, t, v, pos_weight=pw), 1.0),
+    "dice": (lambda lo, t, v, pw: dice_loss(lo, t, v), 1.0),
+    "bce_dice": (lambda lo, t, v, pw: bce_loss(lo, t, v, pos_weight=pw) + dice_loss(lo, t, v), 1.0),
+    "focal": (lambda lo, t, v, pw: focal_loss(lo, t, v), 1.0),
+    "jaccard": (lambda lo, t, v, pw: jaccard_loss(lo, t, v), 1.0),
+    "lovasz": (lambda lo, t, v, pw: lovasz_hinge_loss(lo, t, v), 1.0),
+    "tversky": (lambda lo, t, v, pw: tversky_loss(lo, t, v), 1.0),
+    "focal_tversky": (lambda lo, t, v, pw: focal_tversky_loss(lo, t, v), 1.0),
+    # The generalised-CNN study: 0.2·BCE (class weight landslide 5, others 1) + 0.8·focal Tversky.
+    "bce_focal_tversky": (lambda lo, t, v, pw: 0.2 * bce_loss(lo, t, v, pos_weight=pw)
+                          + 0.8 * focal_tversky_loss(lo, t, v), 5.0),
 }
+LOSSES = list(_LOSSES)
+DEEP_SUPERVISION_WEIGHT = 0.5  # weight of the mean auxiliary loss next to the main loss
 
 
-def get_loss(name: str) -> Callable:
-    if name not in LOSSES:
+def get_loss(name: str, positive_weight: float | None = None) -> Callable:
+    """Loss by name: f(logits, target, valid) → scalar; `positive_weight` weighs landslide pixels in BCE terms.
+
+    Networks with deep supervision return (main, aux, …) in training; the loss then adds the mean auxiliary loss.
+    """
+    if name not in _LOSSES:
         raise InputError(f"Unknown loss '{name}'; choose one of {', '.join(LOSSES)}.")
-    return LOSSES[name]
+    fn, default_weight = _LOSSES[name]
+    pw = float(default_weight if positive_weight is None else positive_weight)
+
+    def loss(output, target, valid):
+        if isinstance(output, (tuple, list)):
+            main, aux = output[0], output[1:]
+            total = fn(main.float(), target, valid, pw)
+            if aux:
+                total = total + DEEP_SUPERVISION_WEIGHT * sum(fn(a.float(), target, valid, pw) for a in aux) / len(aux)
+            return total
+        return fn(output.float(), target, valid, pw)
+
+    loss.__name__ = name
+    return loss

@@ -4,6 +4,7 @@ from __future__ import annotations
 from qgis.core import (
     QgsProcessingOutputFile,
     QgsProcessingOutputNumber,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
@@ -14,9 +15,12 @@ from qgis.core import (
 
 from .base import DEVICES, LandslideAlgorithm
 
-# Mirrors models.registry (kept here so the toolbox lists them without importing torch).
-ARCHITECTURES = ["Unet", "UnetPlusPlus", "MAnet", "Linknet", "FPN", "PSPNet", "PAN", "DeepLabV3", "DeepLabV3Plus"]
-LOSSES = ["bce_dice", "bce", "dice", "focal", "jaccard", "tversky", "focal_tversky", "bce_focal_tversky"]
+# Mirrors models.registry (kept here so the toolbox lists them without importing torch). Enum indexes are API
+# (batch files store them): append, never reorder.
+ARCHITECTURES = ["Unet", "UnetPlusPlus", "MAnet", "Linknet", "FPN", "PSPNet", "PAN", "DeepLabV3", "DeepLabV3Plus",
+                 "ResUNet"]
+LOSSES = ["bce_dice", "bce", "dice", "focal", "jaccard", "tversky", "focal_tversky", "bce_focal_tversky", "lovasz"]
+OPTIMIZERS = ["adam", "adamw"]
 
 
 class TrainAlgorithm(LandslideAlgorithm):
@@ -30,14 +34,27 @@ class TrainAlgorithm(LandslideAlgorithm):
         "After each epoch the model is scored on the validation chips; the best epoch by F1 is kept and training "
         "stops when F1 has not improved for 'patience' epochs. The decision threshold that maximises validation F1 "
         "is stored in the package, with the band names and normalisation statistics, so prediction needs nothing "
-        "else.\n<b>Output</b>: a .lmpkg model package and a CSV of the learning curves next to it.\n"
-        "Encoder weights are never downloaded: give a local weights file to start from pre-trained weights."
+        "else.\n<b>Output</b>: a .lmpkg model package, and the learning curves next to it as CSV and PNG.\n"
+        "<b>Resume</b>: after every epoch a checkpoint is saved in '<package>.checkpoint'; if training is "
+        "canceled or the computer stops, run it again with the same settings to continue where it stopped.\n"
+        "<b>Study settings</b> (global ensemble study): crops of 256 px from larger chips, positive fraction 1, "
+        "1000 batches of 4 per epoch, patience 50. The generalised-CNN study: ResUNet, loss bce_focal_tversky, "
+        "learning rate 1e-4, LR patience 3, patience 10.\n"
+        "Encoder weights are never downloaded: give a local weights file to start from pre-trained weights.\n"
+        "<b>Chips</b>: a folder from 'Export training chips', or an ArcGIS Pro 'Classified Tiles' export "
+        "(images/, labels/, map.txt, .emd). <b>Landslide classes</b>: the label class values or names that are "
+        "landslides (e.g. <i>2</i>); all other classes are learnt as background. Empty: the choice made at "
+        "export; for an ArcGIS folder, the class named 'landslide' or its only class (with several classes you "
+        "must say which). An ArcGIS folder has no split: whole blocks of tiles (two tiles wide) are held out for "
+        "validation, and training tiles overlapping them are left out."
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterFile("CHIPS", "Chip folder", QgsProcessingParameterFile.Folder))
         self.addParameter(QgsProcessingParameterFile("VALIDATION_CHIPS", "Separate validation chip folder",
                                                      QgsProcessingParameterFile.Folder, optional=True))
+        self.addParameter(QgsProcessingParameterString("LANDSLIDE_CLASSES", "Landslide classes (values or names, "
+                                                       "comma-separated; empty = as exported)", optional=True))
         self.addParameter(QgsProcessingParameterEnum("ARCHITECTURE", "Architecture", options=ARCHITECTURES,
                                                      defaultValue=0))
         self.addParameter(QgsProcessingParameterString("ENCODER", "Encoder", defaultValue="resnet18"))
@@ -60,6 +77,23 @@ class TrainAlgorithm(LandslideAlgorithm):
             QgsProcessingParameterNumber("SEED", "Random seed", defaultValue=0, minValue=0),
             QgsProcessingParameterFile("ENCODER_WEIGHTS", "Local encoder weights (.safetensors/.pth)",
                                        optional=True),
+            QgsProcessingParameterNumber("CROP_SIZE", "Random crop size (pixels; 0 = whole chips)", defaultValue=0,
+                                         minValue=0),
+            QgsProcessingParameterNumber("POSITIVE_FRACTION", "Share of samples that contain landslide pixels",
+                                         QgsProcessingParameterNumber.Double, defaultValue=0.5, minValue=0.0,
+                                         maxValue=1.0),
+            QgsProcessingParameterEnum("OPTIMIZER", "Optimizer", options=OPTIMIZERS, defaultValue=0),
+            QgsProcessingParameterNumber("WEIGHT_DECAY", "Weight decay", QgsProcessingParameterNumber.Double,
+                                         defaultValue=0.0, minValue=0.0),
+            QgsProcessingParameterNumber("LR_PATIENCE", "Epochs without gain before the learning rate drops ×0.1 "
+                                         "(0 = half the patience)", defaultValue=0, minValue=0),
+            QgsProcessingParameterNumber("POSITIVE_WEIGHT", "Landslide class weight in BCE (0 = the loss's own)",
+                                         QgsProcessingParameterNumber.Double, defaultValue=0.0, minValue=0.0),
+            QgsProcessingParameterBoolean("AUGMENT", "Augment with 90° rotations and flips", defaultValue=True),
+            QgsProcessingParameterNumber("BRIGHTNESS", "Brightness augmentation (std, normalised units)",
+                                         QgsProcessingParameterNumber.Double, defaultValue=0.0, minValue=0.0),
+            QgsProcessingParameterNumber("NOISE", "Noise augmentation (std, normalised units)",
+                                         QgsProcessingParameterNumber.Double, defaultValue=0.0, minValue=0.0),
         ]
         for p in advanced:
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
@@ -69,26 +103,23 @@ class TrainAlgorithm(LandslideAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("F1", "Validation F1"))
         self.addOutput(QgsProcessingOutputNumber("THRESHOLD", "Decision threshold"))
         self.addOutput(QgsProcessingOutputFile("CURVES", "Learning curves (CSV)"))
+        self.addOutput(QgsProcessingOutputFile("CURVES_PLOT", "Learning curves (PNG)"))
 
     def compute(self, parameters, context, feedback, progress):
+        from ..core.errors import InputError
         from ..core.training import TrainConfig, train_model
+        from ..models.registry import model_kwargs_for
 
-        depth = self.parameterAsInt(parameters, "ENCODER_DEPTH", context)
-        kwargs = {}
-        if depth != 5:
-            kwargs["encoder_depth"] = depth
+        architecture = ARCHITECTURES[self.parameterAsEnum(parameters, "ARCHITECTURE", context)]
         channels = self.parameterAsString(parameters, "DECODER_CHANNELS", context).strip()
-        if channels:
-            try:
-                kwargs["decoder_channels"] = [int(c) for c in channels.split(",")]
-            except ValueError:
-                from ..core.errors import InputError
+        try:
+            channels = [int(c) for c in channels.split(",")] if channels else None
+        except ValueError:
+            raise InputError(f"Decoder channels must be integers separated by commas, not '{channels}'.") from None
+        kwargs = model_kwargs_for(architecture, self.parameterAsInt(parameters, "ENCODER_DEPTH", context), channels)
 
-                raise InputError(f"Decoder channels must be integers separated by commas, not '{channels}'.")
-        elif depth != 5:
-            kwargs["decoder_channels"] = [256, 128, 64, 32, 16][5 - depth:]
         config = TrainConfig(
-            architecture=ARCHITECTURES[self.parameterAsEnum(parameters, "ARCHITECTURE", context)],
+            architecture=architecture,
             encoder=self.parameterAsString(parameters, "ENCODER", context),
             loss=LOSSES[self.parameterAsEnum(parameters, "LOSS", context)],
             epochs=self.parameterAsInt(parameters, "EPOCHS", context),
@@ -100,6 +131,15 @@ class TrainAlgorithm(LandslideAlgorithm):
             device=DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
             encoder_weights=self.parameterAsFile(parameters, "ENCODER_WEIGHTS", context) or None,
             model_kwargs=kwargs,
+            crop_size=self.parameterAsInt(parameters, "CROP_SIZE", context) or None,
+            positive_fraction=self.parameterAsDouble(parameters, "POSITIVE_FRACTION", context),
+            optimizer=OPTIMIZERS[self.parameterAsEnum(parameters, "OPTIMIZER", context)],
+            weight_decay=self.parameterAsDouble(parameters, "WEIGHT_DECAY", context),
+            lr_patience=self.parameterAsInt(parameters, "LR_PATIENCE", context) or None,
+            positive_weight=self.parameterAsDouble(parameters, "POSITIVE_WEIGHT", context) or None,
+            augment=self.parameterAsBool(parameters, "AUGMENT", context),
+            brightness=self.parameterAsDouble(parameters, "BRIGHTNESS", context),
+            noise=self.parameterAsDouble(parameters, "NOISE", context),
         )
         result = train_model(
             self.parameterAsFile(parameters, "CHIPS", context),
@@ -107,6 +147,7 @@ class TrainAlgorithm(LandslideAlgorithm):
             config,
             validation_chips=self.parameterAsFile(parameters, "VALIDATION_CHIPS", context) or None,
             progress=progress,
+            landslide_classes=self.parameterAsString(parameters, "LANDSLIDE_CLASSES", context) or None,
         )
         return {"OUTPUT": str(result.package), "F1": result.validation["f1"], "THRESHOLD": result.threshold,
-                "CURVES": str(result.curves_csv)}
+                "CURVES": str(result.curves_csv), "CURVES_PLOT": str(result.curves_png)}
