@@ -566,7 +566,6 @@ def train_model(
               "learning_rate": config.learning_rate, "validation_f1": val["f1"]}
     manifest = make_manifest(
         members=[member], input_bands=data.bands, band_stats=data.chipset.stats,
-        tile_size=int(data.chipset.manifest["tile_size"]) * 2,
         threshold=val["threshold"], classes=data.chipset.manifest["classes"],
         pixel_size=data.chipset.manifest.get("pixel_size"), crs_wkt=data.chipset.manifest.get("crs"),
         validation_metrics=_float_metrics(val),

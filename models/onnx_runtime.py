@@ -24,10 +24,13 @@ def available() -> bool:
 
 
 def _package_digest(path: Path) -> str:
+    """Cache key: the package bytes, the exporter, and the code that builds the networks (models/*.py)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
+    for source in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        h.update(source.read_bytes())
     h.update(f"{torch.__version__}/{OPSET}".encode())
     return h.hexdigest()[:16]
 

@@ -22,6 +22,10 @@ from .forest import FOREST_ARCHITECTURES, PixelForest
 from .registry import ARCHITECTURES, create_model
 
 SCHEMA_VERSION = 1
+# Prediction defaults stored in new packages: large tiles compute few pixels twice (tiles shrink to fit the raster),
+# and 64 px of blended overlap hide tile seams. Both can be overridden when predicting.
+PREDICTION_TILE = 1024
+PREDICTION_OVERLAP = 64
 MANIFEST = "model.json"
 REQUIRED = ["schema_version", "task", "input_bands", "normalization", "tile_size", "threshold", "classes", "members"]
 FORBIDDEN_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt", ".npy")
@@ -83,8 +87,8 @@ def software_versions() -> dict:
 
 
 def make_manifest(*, members: Sequence[dict], input_bands: Sequence[str], band_stats: Sequence[dict],
-                  tile_size: int, threshold: float, classes: Sequence[dict], pixel_size=None, crs_wkt=None,
-                  overlap: int | None = None, validation_metrics: dict | None = None, training: dict | None = None,
+                  threshold: float, classes: Sequence[dict], tile_size: int | None = None, pixel_size=None,
+                  crs_wkt=None, overlap: int | None = None, validation_metrics: dict | None = None, training: dict | None = None,
                   provenance: dict | None = None) -> dict:
     """model.json contents; `members` entries: architecture, encoder, model_kwargs, weights (file), weight."""
     stats = {s["name"]: {k: v for k, v in s.items() if k != "name"} for s in band_stats}
@@ -100,8 +104,8 @@ def make_manifest(*, members: Sequence[dict], input_bands: Sequence[str], band_s
         "normalization": {b: stats[b] for b in input_bands},
         "pixel_size": list(pixel_size) if pixel_size is not None else None,
         "crs": crs_wkt,
-        "tile_size": int(tile_size),
-        "overlap": int(overlap if overlap is not None else tile_size // 4),
+        "tile_size": int(tile_size or PREDICTION_TILE),
+        "overlap": int(overlap if overlap is not None else min(PREDICTION_OVERLAP, (tile_size or PREDICTION_TILE) // 4)),
         "classes": list(classes),
         "threshold": float(threshold),
         "validation_metrics": validation_metrics or {},
