@@ -88,10 +88,12 @@ def software_versions() -> dict:
 
 def make_manifest(*, members: Sequence[dict], input_bands: Sequence[str], band_stats: Sequence[dict],
                   threshold: float, classes: Sequence[dict], tile_size: int | None = None, pixel_size=None,
-                  crs_wkt=None, overlap: int | None = None, validation_metrics: dict | None = None, training: dict | None = None,
+                  crs_wkt=None, overlap: int | None = None, validation_metrics: dict | None = None,
+                  training: dict | None = None,
                   provenance: dict | None = None) -> dict:
     """model.json contents; `members` entries: architecture, encoder, model_kwargs, weights (file), weight."""
     stats = {s["name"]: {k: v for k, v in s.items() if k != "name"} for s in band_stats}
+    tile = int(tile_size or PREDICTION_TILE)
     first = members[0]
     return {
         "schema_version": SCHEMA_VERSION,
@@ -104,8 +106,8 @@ def make_manifest(*, members: Sequence[dict], input_bands: Sequence[str], band_s
         "normalization": {b: stats[b] for b in input_bands},
         "pixel_size": list(pixel_size) if pixel_size is not None else None,
         "crs": crs_wkt,
-        "tile_size": int(tile_size or PREDICTION_TILE),
-        "overlap": int(overlap if overlap is not None else min(PREDICTION_OVERLAP, (tile_size or PREDICTION_TILE) // 4)),
+        "tile_size": tile,
+        "overlap": int(overlap if overlap is not None else min(PREDICTION_OVERLAP, tile // 4)),
         "classes": list(classes),
         "threshold": float(threshold),
         "validation_metrics": validation_metrics or {},
