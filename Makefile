@@ -28,12 +28,13 @@ RUN_ENV = QT_QPA_PLATFORM=offscreen PYTHONPATH="$(CURDIR)/$(IMPORT_DIR)$${PYTHON
 PYTEST_ARGS ?=
 BENCH ?=
 
-.PHONY: help setup apt-packages import-link test demo bench styles models screenshots install-plugin zip clean distclean
+.PHONY: help setup apt-packages import-link test demo demo-iburi bench styles models screenshots install-plugin zip clean distclean
 
 help:
 	@echo "make setup           install Debian packages (if missing), .venv and Python packages (if changed)"
 	@echo "make test            run the test suite (tests/), headless"
 	@echo "make demo            synthetic event -> trained model -> landslide map -> evaluation, in demo_out/"
+	@echo "make demo-iburi      the real 2018 Iburi scene mapped with a model trained on a simulated event"
 	@echo "make bench           timing benchmarks, in bench_out/"
 	@echo "make styles          regenerate ui/styles/*.qml from scripts/make_styles.py"
 	@echo "make models          regenerate the shipped Processing models from scripts/make_models.py"
@@ -71,6 +72,10 @@ test: setup
 
 demo: setup
 	$(RUN_ENV) $(VENV_PY) scripts/demo.py --out demo_out
+
+# The real Iburi 2018 scene from ../shared/data, mapped with a model trained on a simulated event.
+demo-iburi: setup
+	$(RUN_ENV) $(VENV_PY) scripts/iburi_demo.py --out demo_out/iburi
 
 bench: setup
 	$(RUN_ENV) $(VENV_PY) scripts/bench.py $(BENCH)

@@ -344,7 +344,6 @@ def _splits(folder, pairs, origins, labels, size, pixel, validation_fraction, bl
             return np.array([recorded[p[0].stem] for p in pairs])
         except KeyError as exc:
             raise InputError(f"'{index}' has no split for tile {exc}.") from None
-    n = len(pairs)
     extent = np.array([size[1] * pixel[0], size[0] * pixel[1]])
     block = float(block_size) if block_size else 2 * float(extent.max())
     centres = origins + extent * [0.5, -0.5]

@@ -56,10 +56,10 @@ class TileWriter:
             if self.nodata is not None:
                 band.SetNoDataValue(float(self.nodata))
         # One strip per band, band-sequential: the pixels of a chip are then data.tobytes() in one run.
-        out = gdal.GetDriverByName("GTiff").CreateCopy(path, mem, options=["INTERLEAVE=BAND", f"BLOCKYSIZE={height}",
-                                                                            "COMPRESS=NONE", "TFW=NO"])
-        out = None
-        mem = None
+        copy = gdal.GetDriverByName("GTiff").CreateCopy(path, mem, options=["INTERLEAVE=BAND", f"BLOCKYSIZE={height}",
+                                                                             "COMPRESS=NONE", "TFW=NO"])
+        copy.FlushCache()  # GDAL writes the file when the dataset is released
+        del copy, mem
 
     def _make_template(self):
         """(prefix, suffix, tiepoint offset, byte order) of a verified template, or None to write through GDAL."""

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import rasterio
 from rasterio.warp import Resampling
 from rasterio.windows import Window
 from scipy import ndimage

@@ -225,6 +225,24 @@ def sliding_window_predict(
             c0 = batch_cols[0]
             return inputs.read(Window(win.col_off + c0, win.row_off + r, batch_cols[-1] + tw - c0, th))
 
+        writer = stack.enter_context(ThreadPoolExecutor(max_workers=1))
+        writes = []
+
+        def write_rows(acc_rows, wsum_rows, valid, top):
+            """Finished rows → probability and mask, in column chunks (runs on the writer thread, in order)."""
+            for c in range(0, width, WRITE_CHUNK):
+                cw = min(WRITE_CHUNK, width - c)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    out = np.where(valid[:, c:c + cw], acc_rows[:, c:c + cw] / wsum_rows[:, c:c + cw], np.nan)
+                out = out.astype(np.float32)
+                out_win = Window(c, top, cw, out.shape[0])
+                prob_dst.write(out[None], window=out_win)
+                if mask_dst is not None:
+                    mask = np.where(np.isfinite(out), out >= threshold, MASK_NODATA).astype(np.uint8)
+                    if allowed is not None:
+                        mask[(mask == 1) & ~allowed(Window(win.col_off + c, win.row_off + top, cw, out.shape[0]))] = 0
+                    mask_dst.write(mask[None], window=out_win)
+
         acc_top = 0  # first output row held in the accumulators (the rows not yet written)
         acc = np.zeros((0, width), dtype=np.float32)
         wsum = np.zeros((0, width), dtype=np.float32)
@@ -250,23 +268,16 @@ def sliding_window_predict(
                 wsum[off:off + th, c:c + tw] += w
             last_of_row = j + 1 == len(jobs) or jobs[j + 1][0] != k
             if last_of_row:
-                # Rows above the next tile row are final: write them and drop them from the accumulators.
+                # Rows above the next tile row are final: hand them to the writer thread and drop them here.
                 done = (rows[k + 1] if k + 1 < len(rows) else height) - acc_top
-                for c in range(0, width, WRITE_CHUNK):
-                    cw = min(WRITE_CHUNK, width - c)
-                    out = np.where(valid_rows[:done, c:c + cw],
-                                   acc[:done, c:c + cw] / np.maximum(wsum[:done, c:c + cw], 1e-12), np.nan)
-                    out = out.astype(np.float32)
-                    out_win = Window(c, acc_top, cw, done)
-                    prob_dst.write(out[None], window=out_win)
-                    if mask_dst is not None:
-                        mask = np.where(np.isfinite(out), out >= threshold, MASK_NODATA).astype(np.uint8)
-                        if allowed is not None:
-                            mask[(mask == 1) & ~allowed(Window(win.col_off + c, win.row_off + acc_top, cw, done))] = 0
-                        mask_dst.write(mask[None], window=out_win)
+                writes.append(writer.submit(write_rows, acc[:done], wsum[:done], valid_rows[:done], acc_top))
                 acc, wsum, valid_rows = acc[done:], wsum[done:], valid_rows[done:]
                 acc_top += done
+                while writes and writes[0].done():
+                    writes.pop(0).result()  # surfaces a write error early
             predict_progress.set_progress(100.0 * (j + 1) / len(jobs))
+        for w in writes:
+            w.result()
     n_polygons = None
     if out_polygons:
         n_polygons = polygonize_mask(out_mask, out_polygons, out_probability, polygon_options,

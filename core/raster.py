@@ -287,6 +287,9 @@ def create_raster(
         stage = _temp_sibling(Path(tmp), ".tif") if cog else tmp
         profile = gtiff_profile(width=width, height=height, count=len(descriptions), dtype=dtype, crs=crs,
                                 transform=transform, nodata=nodata)
+        if cog:  # the COG copy compresses; compressing the staging file too would do the work twice
+            profile.pop("predictor", None)
+            profile["compress"] = "none"
         if fast:
             profile["zlevel"] = 1
         try:
@@ -298,6 +301,7 @@ def create_raster(
                 yield dst
             if cog:
                 options = dict(COMPRESS="DEFLATE", OVERVIEWS="AUTO", BLOCKSIZE=512, BIGTIFF="IF_SAFER",
+                               NUM_THREADS="ALL_CPUS",
                                OVERVIEW_RESAMPLING="AVERAGE" if np.dtype(dtype).kind == "f" else "NEAREST")
                 if np.dtype(dtype).kind == "f":
                     options["PREDICTOR"] = "FLOATING_POINT"

@@ -17,7 +17,7 @@ OPSET = 17
 
 def available() -> bool:
     try:
-        import onnxruntime  # noqa: F401
+        import onnxruntime  # noqa: F401 - only whether it imports matters
     except ImportError:
         return False
     return True
@@ -57,8 +57,11 @@ def export(model: torch.nn.Module, in_channels: int, path: Path) -> Path:
     return path
 
 
+_SESSIONS: dict[tuple, object] = {}  # kept per process: building a session costs about a second
+
+
 def sessions(package, threads: int | None = None, log=None) -> list:
-    """One ONNX Runtime session per ensemble member (exporting any that are not cached yet)."""
+    """One session per ensemble member (exporting any that are not cached yet), reused within the process."""
     import warnings
 
     import onnxruntime as ort
@@ -66,9 +69,7 @@ def sessions(package, threads: int | None = None, log=None) -> list:
     folder = cache_folder(Path(package.path))
     folder.mkdir(parents=True, exist_ok=True)
     digest = _package_digest(Path(package.path))
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or torch.get_num_threads()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    workers = threads or torch.get_num_threads()
     out = []
     for i, (model, _) in enumerate(package.members("cpu")):
         path = folder / f"{digest}-member{i}.onnx"
@@ -78,7 +79,13 @@ def sessions(package, threads: int | None = None, log=None) -> list:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 export(model, len(package.input_bands), path)
-        out.append(ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]))
+        key = (str(path), workers)
+        if key not in _SESSIONS:
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = workers
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            _SESSIONS[key] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        out.append(_SESSIONS[key])
     return out
 
 

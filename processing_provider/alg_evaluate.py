@@ -7,7 +7,6 @@ from qgis.core import (
     QgsProcessingOutputHtml,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFileDestination,
@@ -126,9 +125,7 @@ class EvaluateAlgorithm(LandslideAlgorithm):
             QgsProcessingParameterNumber("BOUNDARY_TOLERANCE", "Boundary scores within (pixels; 0 = off)",
                                          defaultValue=0, minValue=0, maxValue=50),
         ]
-        for p in advanced:
-            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-            self.addParameter(p)
+        self.add_advanced(advanced)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_CONFUSION", "Confusion map", optional=True,
                                                                   createByDefault=True))
         self.addParameter(QgsProcessingParameterFileDestination("OUTPUT_REPORT", "Metrics report",

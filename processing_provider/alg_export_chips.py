@@ -6,7 +6,6 @@ from qgis.core import (
     QgsProcessingOutputFile,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterDistance,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
@@ -106,9 +105,7 @@ class ExportChipsAlgorithm(LandslideAlgorithm):
             QgsProcessingParameterNumber("SEED", "Random seed", defaultValue=0, minValue=0),
             QgsProcessingParameterBoolean("PREVIEW", "Write preview.png", defaultValue=True),
         ]
-        for p in advanced:
-            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-            self.addParameter(p)
+        self.add_advanced(advanced)
         self.addParameter(QgsProcessingParameterExtent("EXTENT", "Limit to extent", optional=True))
         self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT_FOLDER", "Chip folder"))
         self.addOutput(QgsProcessingOutputNumber("TRAIN_CHIPS", "Training chips"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
@@ -50,9 +49,7 @@ class PixelBaselineAlgorithm(LandslideAlgorithm):
             QgsProcessingParameterBoolean("BALANCED", "Weigh the classes by their frequency", defaultValue=False),
             QgsProcessingParameterNumber("SEED", "Random seed", defaultValue=0, minValue=0),
         ]
-        for p in advanced:
-            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-            self.addParameter(p)
+        self.add_advanced(advanced)
         self.addParameter(QgsProcessingParameterFileDestination("OUTPUT", "Model package",
                                                                 "Landslide Mapper package (*.lmpkg)"))
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Change stack to map now", optional=True))

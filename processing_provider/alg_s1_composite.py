@@ -4,7 +4,6 @@ from __future__ import annotations
 from qgis.core import (
     QgsProcessing,
     QgsProcessingParameterCrs,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterMultipleLayers,
@@ -59,9 +58,7 @@ class S1CompositeAlgorithm(LandslideAlgorithm):
             QgsProcessingParameterNumber("RESOLUTION", "Target resolution (units of the target CRS)",
                                          QgsProcessingParameterNumber.Double, optional=True, minValue=0.0),
         ]
-        for p in advanced:
-            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-            self.addParameter(p)
+        self.add_advanced(advanced)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Sentinel-1 composite"))
         for direction in ("ASCENDING", "DESCENDING"):
             self.addParameter(QgsProcessingParameterRasterDestination(

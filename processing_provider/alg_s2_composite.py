@@ -4,7 +4,6 @@ from __future__ import annotations
 from qgis.core import (
     QgsProcessing,
     QgsProcessingParameterCrs,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterMultipleLayers,
@@ -70,9 +69,7 @@ class S2CompositeAlgorithm(LandslideAlgorithm):
                                          "native)", QgsProcessingParameterNumber.Double, optional=True,
                                          minValue=0.0),
         ]
-        for p in advanced:
-            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-            self.addParameter(p)
+        self.add_advanced(advanced)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Sentinel-2 composite"))
 
     def compute(self, parameters, context, feedback, progress):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from qgis.core import (
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterExtent,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
@@ -46,9 +45,7 @@ class TerrainAlgorithm(LandslideAlgorithm):
                                          QgsProcessingParameterNumber.Double, defaultValue=45.0, minValue=0.0,
                                          maxValue=90.0),
         ]
-        for p in advanced:
-            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-            self.addParameter(p)
+        self.add_advanced(advanced)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Terrain"))
 
     def compute(self, parameters, context, feedback, progress):

@@ -5,7 +5,6 @@ from qgis.core import (
     QgsProcessingOutputFile,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
@@ -95,9 +94,7 @@ class TrainAlgorithm(LandslideAlgorithm):
             QgsProcessingParameterNumber("NOISE", "Noise augmentation (std, normalised units)",
                                          QgsProcessingParameterNumber.Double, defaultValue=0.0, minValue=0.0),
         ]
-        for p in advanced:
-            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-            self.addParameter(p)
+        self.add_advanced(advanced)
         self.addParameter(QgsProcessingParameterFileDestination("OUTPUT", "Model package",
                                                                 "Landslide Mapper package (*.lmpkg)"))
         self.addOutput(QgsProcessingOutputNumber("F1", "Validation F1"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 from qgis.core import (
     QgsProcessingOutputFile,
     QgsProcessingOutputNumber,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
@@ -66,9 +65,7 @@ class TrainEnsembleAlgorithm(LandslideAlgorithm):
                                          maxValue=1.0),
             QgsProcessingParameterNumber("SEED", "Random seed", defaultValue=0, minValue=0),
         ]
-        for p in advanced:
-            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-            self.addParameter(p)
+        self.add_advanced(advanced)
         self.addParameter(QgsProcessingParameterFileDestination("OUTPUT", "Ensemble package",
                                                                 "Landslide Mapper package (*.lmpkg)"))
         self.addOutput(QgsProcessingOutputNumber("F1", "Ensemble validation F1"))

@@ -9,6 +9,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingParameterDefinition,
     QgsRasterLayer,
     QgsVectorLayer,
 )
@@ -149,6 +150,12 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
 
     def compute(self, parameters, context, feedback, progress) -> dict:
         raise NotImplementedError
+
+    def add_advanced(self, parameters) -> None:
+        """Add parameters under the dialog's "Advanced parameters" fold."""
+        for p in parameters:
+            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(p)
 
     def style_output(self, context: QgsProcessingContext, layer_id: str, qml: str | None) -> None:
         """Style an output with ui/styles/<qml> (None: a change stack) when it is loaded into the project."""

@@ -16,7 +16,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import Qt, QUrl
 from qgis.PyQt.QtGui import QDesktopServices, QIcon
-from qgis.PyQt.QtWidgets import QLabel, QToolButton
+from qgis.PyQt.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QToolButton
 
 ROOT = Path(__file__).resolve().parent.parent
 ICONS = ROOT / "ui" / "icons"
@@ -63,6 +63,30 @@ def status_label(parent=None) -> QLabel:
     label.setTextInteractionFlags(Qt.TextSelectableByMouse | Qt.LinksAccessibleByMouse)  # people copy messages
     label.setOpenExternalLinks(True)
     return label
+
+
+def add_run_row(owner, body, layout, icon_name: str, text: str, tooltip: str = "") -> None:
+    """Progress bar, Run and Cancel buttons and a status line, as `owner.progress/run_button/cancel_button/status`.
+
+    Every dock runs its work the same way, so they share this row; `owner.run` and `owner.cancel` are connected.
+    """
+    row = QHBoxLayout()
+    owner.progress = QProgressBar(body)
+    owner.progress.setRange(0, 100)
+    owner.progress.setValue(0)
+    owner.run_button = QPushButton(icon(icon_name), text, body)
+    if tooltip:
+        owner.run_button.setToolTip(tooltip)
+    owner.run_button.clicked.connect(owner.run)
+    owner.cancel_button = QPushButton("Cancel", body)
+    owner.cancel_button.setEnabled(False)
+    owner.cancel_button.clicked.connect(owner.cancel)
+    row.addWidget(owner.progress, 1)
+    row.addWidget(owner.run_button)
+    row.addWidget(owner.cancel_button)
+    layout.addLayout(row)
+    owner.status = status_label(body)
+    layout.addWidget(owner.status)
 
 
 def show_status(label: QLabel, text: str, error: bool = False) -> None:

@@ -28,8 +28,6 @@ from qgis.PyQt.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QProgressBar,
-    QPushButton,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -39,9 +37,9 @@ from qgis.PyQt.QtWidgets import (
 from ..processing_provider.base import apply_style
 from .charts import PerformanceDiagram
 from .common import (
+    add_run_row,
     add_to_group,
     help_button,
-    icon,
     load_layer,
     new_run,
     remember_run_root,
@@ -164,20 +162,7 @@ class EvaluationDock(QgsDockWidget):
         self.options_box.setCollapsed(True)
         layout.addWidget(self.options_box)
 
-        run_row = QHBoxLayout()
-        self.progress = QProgressBar(body)
-        self.progress.setRange(0, 100)
-        self.run_button = QPushButton(icon("evaluate"), "Evaluate", body)
-        self.run_button.clicked.connect(self.run)
-        self.cancel_button = QPushButton("Cancel", body)
-        self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(self.cancel)
-        run_row.addWidget(self.progress, 1)
-        run_row.addWidget(self.run_button)
-        run_row.addWidget(self.cancel_button)
-        layout.addLayout(run_row)
-        self.status = status_label(body)
-        layout.addWidget(self.status)
+        add_run_row(self, body, layout, "evaluate", "Evaluate")
 
         results = QgsCollapsibleGroupBox("Scores", body)
         results_layout = QVBoxLayout(results)

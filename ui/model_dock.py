@@ -20,7 +20,6 @@ from qgis.PyQt.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
-    QProgressBar,
     QPushButton,
     QTextBrowser,
     QToolButton,
@@ -32,6 +31,7 @@ from ..core.errors import InputError
 from ..core.stack import describe_band
 from .band_mapping import BandMappingWidget, mapping_parameters
 from .common import (
+    add_run_row,
     add_to_group,
     help_button,
     icon,
@@ -43,7 +43,6 @@ from .common import (
     result_group,
     run_root,
     show_status,
-    status_label,
 )
 from .layer_styles import style_probability
 from .model_card import model_card_html
@@ -191,22 +190,7 @@ class ModelDock(QgsDockWidget):
         layout.addWidget(self.advanced_box)
         self._set_up_from_algorithm(alg)
 
-        run_row = QHBoxLayout()
-        self.progress = QProgressBar(body)
-        self.progress.setRange(0, 100)
-        self.progress.setValue(0)
-        self.run_button = QPushButton(icon("run"), "Run", body)
-        self.run_button.setToolTip("Map landslides with the 'predict' algorithm in the background")
-        self.run_button.clicked.connect(self.run)
-        self.cancel_button = QPushButton("Cancel", body)
-        self.cancel_button.clicked.connect(self.cancel)
-        self.cancel_button.setEnabled(False)
-        run_row.addWidget(self.progress, 1)
-        run_row.addWidget(self.run_button)
-        run_row.addWidget(self.cancel_button)
-        layout.addLayout(run_row)
-        self.status = status_label(body)
-        layout.addWidget(self.status)
+        add_run_row(self, body, layout, "run", "Run", "Map landslides with the 'predict' algorithm in the background")
         self.log_box = QgsCollapsibleGroupBox("Log", body)
         self.log = QPlainTextEdit(self.log_box)
         self.log.setReadOnly(True)

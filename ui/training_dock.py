@@ -16,7 +16,6 @@ from qgis.PyQt.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
-    QProgressBar,
     QPushButton,
     QRadioButton,
     QVBoxLayout,
@@ -24,7 +23,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from .charts import LearningCurve
-from .common import help_button, icon, new_run, remember_run_root, run_root, show_status, status_label
+from .common import add_run_row, help_button, icon, new_run, remember_run_root, run_root, show_status
 from .parameters import ParameterPanel
 from .tasks import AlgorithmChain, Step, algorithm
 
@@ -125,20 +124,7 @@ class TrainingDock(QgsDockWidget):
         model_layout.addLayout(form)
         layout.addWidget(model_box)
 
-        run_row = QHBoxLayout()
-        self.progress = QProgressBar(body)
-        self.progress.setRange(0, 100)
-        self.run_button = QPushButton(icon("train"), "Train", body)
-        self.run_button.clicked.connect(self.run)
-        self.cancel_button = QPushButton("Cancel", body)
-        self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(self.cancel)
-        run_row.addWidget(self.progress, 1)
-        run_row.addWidget(self.run_button)
-        run_row.addWidget(self.cancel_button)
-        layout.addLayout(run_row)
-        self.status = status_label(body)
-        layout.addWidget(self.status)
+        add_run_row(self, body, layout, "train", "Train")
         self.curve = LearningCurve(body)
         layout.addWidget(self.curve)
         self.load_button = QPushButton(icon("model"), "Open the package in the model dock", body)
