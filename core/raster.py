@@ -300,7 +300,9 @@ def create_raster(
                     dst.update_tags(**{k: str(v) for k, v in tags.items()})
                 yield dst
             if cog:
-                options = dict(COMPRESS="DEFLATE", OVERVIEWS="AUTO", BLOCKSIZE=512, BIGTIFF="IF_SAFER",
+                # DEFLATE level 1: half the time of the default level for ~4 % more bytes (measured on a
+                # 4096² probability map), readable by every GDAL-based GIS.
+                options = dict(COMPRESS="DEFLATE", LEVEL=1, OVERVIEWS="AUTO", BLOCKSIZE=512, BIGTIFF="IF_SAFER",
                                NUM_THREADS="ALL_CPUS",
                                OVERVIEW_RESAMPLING="AVERAGE" if np.dtype(dtype).kind == "f" else "NEAREST")
                 if np.dtype(dtype).kind == "f":
