@@ -140,3 +140,14 @@ def qgis_process_profile(tmp_path_factory) -> Path:
 def run_qgis_process_fixture():
     """The `run_qgis_process(args, profile, ...)` helper, for tests that should not import conftest."""
     return run_qgis_process
+
+
+@pytest.fixture(scope="module")
+def single_torch_thread():
+    """Tiny networks train faster on one thread (and leave the other core to the rest of the machine)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

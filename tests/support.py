@@ -139,3 +139,12 @@ def learnable_scene(folder, height: int = 192, width: int = 256, seed: int = 3, 
     stack = write_raster(folder / "stack.tif", np.stack([pre_vv, post_vv, dndvi]).astype(np.float32),
                          ["pre_VV", "post_VV", "dNDVI"], nodata=np.nan)
     return stack, write_raster(folder / "labels.tif", labels, ["label"])
+
+
+def export_learnable_chips(folder):
+    """Chips (32 px, blocked split) of `learnable_scene` in `folder`; returns (chip folder, stack path)."""
+    from landslide_mapper.core.chips import export_chips
+
+    stack, labels = learnable_scene(folder)
+    export_chips(stack, labels, folder / "chips", tile_size=32, stride=32, split_block=64, validation_fraction=0.25)
+    return folder / "chips", stack

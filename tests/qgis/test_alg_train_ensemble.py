@@ -14,27 +14,14 @@ def run(alg, params):
     return processing.run(f"landslide_mapper:{alg}", params)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks train faster on one thread (and leave the other core to the rest of the machine)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def chips(tmp_path_factory):
-    from support import learnable_scene
+    from support import export_learnable_chips
 
-    from landslide_mapper.core.chips import export_chips
-
-    tmp = tmp_path_factory.mktemp("ens")
-    stack, labels = learnable_scene(tmp)
-    export_chips(stack, labels, tmp / "chips", tile_size=32, stride=32, split_block=64, validation_fraction=0.25)
-    return tmp / "chips", stack
+    return export_learnable_chips(tmp_path_factory.mktemp("ens"))
 
 
 def test_train_ensemble_writes_package_and_leaderboard_and_package_info_describes_it(landslide_provider, chips,

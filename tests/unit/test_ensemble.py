@@ -11,12 +11,7 @@ from landslide_mapper.core.training import TrainConfig
 from landslide_mapper.models.package import read_package
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def test_top_k_are_the_highest_validation_f1_with_ties_broken_by_mcc():

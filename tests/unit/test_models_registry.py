@@ -9,13 +9,7 @@ from landslide_mapper.models.registry import (ARCHITECTURES, LOSSES, compact_kwa
 ENCODER = "tu-resnet10t"  # a small timm encoder; compact decoders keep every network well under 1 M parameters
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks run faster on one thread (and do not fight other processes for the cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def test_the_study_architectures_and_losses_are_all_registered():

@@ -15,22 +15,14 @@ from landslide_mapper.models.registry import compact_kwargs
 ENCODER = "tu-resnet10t"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def chips(tmp_path_factory):
-    from support import learnable_scene
+    from support import export_learnable_chips
 
-    tmp = tmp_path_factory.mktemp("loop")
-    stack, labels = learnable_scene(tmp)
-    export_chips(stack, labels, tmp / "chips", tile_size=32, stride=32, split_block=64, validation_fraction=0.25)
-    return tmp / "chips"
+    return export_learnable_chips(tmp_path_factory.mktemp("loop"))[0]
 
 
 class KillAfterEpoch:
