@@ -49,7 +49,7 @@ from .common import (
     status_label,
 )
 from .parameters import ParameterPanel
-from .tasks import AlgorithmChain, Step, algorithm
+from .tasks import AlgorithmChain, Step, algorithm, start_chain
 
 EVALUATE = "evaluate"
 COMPARE = "compare_predictions"
@@ -247,12 +247,7 @@ class EvaluationDock(QgsDockWidget):
         self.run_name, self.run_folder = name, folder
         self.names = (prediction.name(), self.second_box.currentLayer().name()
                       if self.second_box.currentLayer() is not None else None)
-        self.chain = AlgorithmChain(self.steps(folder), self)
-        self.chain.progressChanged.connect(lambda p: self.progress.setValue(int(p)))
-        self.chain.stepStarted.connect(lambda label: show_status(self.status, label + " …"))
-        self.chain.finished.connect(self._on_finished)
-        self.progress.setValue(0)
-        self.chain.start()
+        start_chain(self, self.steps(folder))
         self._update_run_button()
         return True
 

@@ -47,7 +47,7 @@ from .common import (
 from .layer_styles import style_probability
 from .model_card import model_card_html
 from .parameters import ParameterPanel
-from .tasks import AlgorithmChain, Step, algorithm
+from .tasks import AlgorithmChain, Step, algorithm, start_chain
 
 PREDICT = "predict"
 # Parameters this dock lays out itself; every other one of `predict` appears in the option panels.
@@ -355,15 +355,9 @@ class ModelDock(QgsDockWidget):
             return False
         remember_run_root(folder_root)
         self.run_name, self.run_folder = name, folder
-        self.chain = AlgorithmChain([Step("predict", PREDICT, params, f"Mapping landslides: {name}")], self)
-        self.chain.progressChanged.connect(lambda p: self.progress.setValue(int(p)))
-        self.chain.stepStarted.connect(lambda label: show_status(self.status, label + " …"))
-        self.chain.message.connect(self._log)
-        self.chain.finished.connect(self._on_finished)
-        self.progress.setValue(0)
         self.log.clear()
         self._started = time.monotonic()
-        self.chain.start()
+        start_chain(self, [Step("predict", PREDICT, params, f"Mapping landslides: {name}")], self._log)
         self._update_run_button()
         return True
 

@@ -170,3 +170,22 @@ class AlgorithmChain(QObject):
         self.error = error
         self.finished.emit(ok, self.results, error)
 
+
+
+def start_chain(owner, steps: list, on_message=None) -> "AlgorithmChain":
+    """Run `steps` in the background, wired to a dock's progress bar, status line and `_on_finished`.
+
+    `owner` has the attributes made by `common.add_run_row`; the chain is kept as `owner.chain`.
+    """
+    from .common import show_status
+
+    chain = AlgorithmChain(steps, owner)
+    chain.progressChanged.connect(lambda p: owner.progress.setValue(int(p)))
+    chain.stepStarted.connect(lambda label: show_status(owner.status, label + " …"))
+    if on_message is not None:
+        chain.message.connect(on_message)
+    chain.finished.connect(owner._on_finished)
+    owner.progress.setValue(0)
+    owner.chain = chain
+    chain.start()
+    return chain

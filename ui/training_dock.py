@@ -25,7 +25,7 @@ from qgis.PyQt.QtWidgets import (
 from .charts import LearningCurve
 from .common import add_run_row, help_button, icon, new_run, remember_run_root, run_root, show_status
 from .parameters import ParameterPanel
-from .tasks import AlgorithmChain, Step, algorithm
+from .tasks import AlgorithmChain, Step, algorithm, start_chain
 
 EXPORT = "export_chips"
 TRAINERS = [("train", "Single model"), ("train_ensemble", "Ensemble of models (top-K of a grid)")]
@@ -193,14 +193,8 @@ class TrainingDock(QgsDockWidget):
         self.package_path = None
         self.load_button.setEnabled(False)
         self.curve.clear()
-        self.chain = AlgorithmChain(steps, self)
-        self.chain.progressChanged.connect(lambda p: self.progress.setValue(int(p)))
-        self.chain.stepStarted.connect(lambda label: show_status(self.status, label + " …"))
-        self.chain.message.connect(self._on_message)
-        self.chain.finished.connect(self._on_finished)
-        self.progress.setValue(0)
         self._started = time.monotonic()
-        self.chain.start()
+        start_chain(self, steps, self._on_message)
         self._update_buttons()
         return True
 
