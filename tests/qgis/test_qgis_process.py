@@ -93,3 +93,28 @@ def test_unzipped_plugin_enables_and_lists_in_fresh_profile(repo_root, tmp_path,
     assert "[PythonPlugins]" in (profile / "profiles" / "default" / "QGIS" / "QGIS3.ini").read_text()
     providers = _listed_providers(run_qgis_process(["--json", "list"], profile))
     assert set(providers[PROVIDER_ID]["algorithms"]) == _expected_ids()
+
+
+def test_qgis_process_runs_evaluate_with_known_scores(qgis_process_profile, run_qgis_process, tmp_path):
+    """`qgis_process run landslide_mapper:evaluate`, as a headless script would call it, with a known answer."""
+    import numpy as np
+    import rasterio
+    from support import write_raster
+
+    truth = np.zeros((40, 50), np.uint8)
+    truth[5:15, 5:25] = 1  # 200 landslide pixels
+    mask = np.zeros((40, 50), np.uint8)
+    mask[5:15, 5:15] = 1  # 100 TP, 100 FN
+    mask[30:35, 30:40] = 1  # 50 FP
+    pred = write_raster(tmp_path / "mask.tif", mask, ["landslide"])
+    truth_path = write_raster(tmp_path / "truth.tif", truth, ["label"])
+    result = run_qgis_process(["--json", "run", f"{PROVIDER_ID}:evaluate", "--", f"PREDICTION={pred}",
+                               f"TRUTH={truth_path}", f"OUTPUT_CONFUSION={tmp_path / 'confusion.tif'}",
+                               f"OUTPUT_REPORT={tmp_path / 'report.json'}"], qgis_process_profile)
+    assert result.returncode == 0, result.stdout + result.stderr
+    outputs = json.loads(result.stdout)["results"]
+    assert outputs["F1"] == pytest.approx(2 * 100 / (2 * 100 + 50 + 100))
+    assert outputs["PRECISION"] == pytest.approx(100 / 150) and outputs["RECALL"] == pytest.approx(0.5)
+    with rasterio.open(tmp_path / "confusion.tif") as src:
+        codes = src.read(1)
+    assert (codes[5:15, 5:15] == 1).all() and (codes[30:35, 30:40] == 2).all() and (codes[5:15, 15:25] == 3).all()
