@@ -148,3 +148,15 @@ def export_learnable_chips(folder):
     stack, labels = learnable_scene(folder)
     export_chips(stack, labels, folder / "chips", tile_size=32, stride=32, split_block=64, validation_fraction=0.25)
     return folder / "chips", stack
+
+
+# Prepended to the scripts that check, in a fresh Python, that the plugin works where torch is not installed.
+BLOCK_TORCH = r"""
+import importlib.abc, sys
+BLOCKED = {"torch", "torchvision", "segmentation_models_pytorch", "safetensors", "timm"}
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)")
+sys.meta_path.insert(0, Block())
+"""

@@ -89,6 +89,13 @@ def add_run_row(owner, body, layout, icon_name: str, text: str, tooltip: str = "
     layout.addWidget(owner.status)
 
 
+def report_failure(owner, error: str, canceled_text: str) -> None:
+    """A failed or canceled background run: reset the progress bar, say why, and tell listeners."""
+    owner.progress.setValue(0)
+    show_status(owner.status, canceled_text if error == "Canceled." else error, error=True)
+    owner.runFinished.emit(False, error)
+
+
 def show_status(label: QLabel, text: str, error: bool = False) -> None:
     label.setStyleSheet(ERROR_STYLE if error else "")
     label.setText(text)

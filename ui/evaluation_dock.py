@@ -43,6 +43,7 @@ from .common import (
     load_layer,
     new_run,
     remember_run_root,
+    report_failure,
     result_group,
     run_root,
     show_status,
@@ -258,9 +259,7 @@ class EvaluationDock(QgsDockWidget):
     def _on_finished(self, ok: bool, results: dict, error: str) -> None:
         self._update_run_button()
         if not ok:
-            self.progress.setValue(0)
-            show_status(self.status, error, error=True)
-            self.runFinished.emit(False, error)
+            report_failure(self, error, "Canceled.")
             return
         outputs = results.get("evaluate", {})
         compared = results.get("compare")

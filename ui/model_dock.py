@@ -40,6 +40,7 @@ from .common import (
     recent_packages,
     remember_package,
     remember_run_root,
+    report_failure,
     result_group,
     run_root,
     show_status,
@@ -377,10 +378,7 @@ class ModelDock(QgsDockWidget):
     def _on_finished(self, ok: bool, results: dict, error: str) -> None:
         self._update_run_button()
         if not ok:
-            self.progress.setValue(0)
-            show_status(self.status, error if error != "Canceled." else "Canceled: nothing was added to the map.",
-                        error=True)
-            self.runFinished.emit(False, error)
+            report_failure(self, error, "Canceled: nothing was added to the map.")
             return
         outputs = results.get("predict", {})
         self.last_results = outputs

@@ -23,7 +23,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from .charts import LearningCurve
-from .common import add_run_row, help_button, icon, new_run, remember_run_root, run_root, show_status
+from .common import add_run_row, help_button, icon, new_run, remember_run_root, report_failure, run_root, show_status
 from .parameters import ParameterPanel
 from .tasks import AlgorithmChain, Step, algorithm, start_chain
 
@@ -219,10 +219,7 @@ class TrainingDock(QgsDockWidget):
     def _on_finished(self, ok: bool, results: dict, error: str) -> None:
         self._update_buttons()
         if not ok:
-            self.progress.setValue(0)
-            show_status(self.status, error if error != "Canceled." else "Canceled: no package was written.",
-                        error=True)
-            self.runFinished.emit(False, error)
+            report_failure(self, error, "Canceled: no package was written.")
             return
         outputs = results.get("train", {})
         self.package_path = outputs.get("OUTPUT")

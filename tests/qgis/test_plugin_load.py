@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from support import BLOCK_TORCH
 from qgis.core import QgsApplication
 from qgis.PyQt.QtCore import QEvent
 from qgis.PyQt.QtWidgets import QAction, QDockWidget, QToolBar
@@ -153,14 +154,7 @@ def test_open_tools_without_processing_plugin_says_how_to_enable_it(loaded_plugi
     assert len(warnings) == 1 and "Processing" in warnings[0]
 
 
-TORCH_FREE_CHECK = r"""
-import importlib.abc, sys
-BLOCKED = {"torch", "torchvision", "segmentation_models_pytorch", "safetensors", "timm"}
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
-            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)")
-sys.meta_path.insert(0, Block())
+TORCH_FREE_CHECK = BLOCK_TORCH + r"""
 from qgis.core import QgsApplication
 app = QgsApplication([], False); app.initQgis()
 import landslide_mapper, landslide_mapper.plugin.plugin, landslide_mapper.ui

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from support import BLOCK_TORCH
 
 
 def _without(*names):
@@ -62,14 +63,8 @@ def test_install_command_on_windows_goes_to_the_osgeo4w_shell():
         '/opt/qgis/bin/python3 -m pip install "numpy<2" torch'
 
 
-WITHOUT_TORCH = r"""
-import importlib.abc, json, sys, time, zipfile
-BLOCKED = {"torch", "torchvision", "segmentation_models_pytorch", "safetensors", "timm"}
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
-            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)")
-sys.meta_path.insert(0, Block())
+WITHOUT_TORCH = BLOCK_TORCH + r"""
+import json, time, zipfile
 from qgis.core import Qgis, QgsApplication, QgsProject, QgsRasterLayer
 app = QgsApplication([], True); app.initQgis()
 from unittest.mock import MagicMock
