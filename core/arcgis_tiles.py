@@ -33,6 +33,7 @@ from .chips import (
     LabelClass,
     _assign_splits,
     binary_manifest,
+    hex_rgb,
     mark_landslide_classes,
     raster_window_bounds,
 )
@@ -59,11 +60,6 @@ def _dumps(obj) -> str:
             return [tidy(x) for x in v]
         return v
     return json.dumps(tidy(obj), indent=2, separators=(",", " : "), ensure_ascii=False)
-
-
-def _rgb(color: str) -> list[int]:
-    h = color.lstrip("#")
-    return [int(h[i:i + 2], 16) for i in (0, 2, 4)]
 
 
 def _spatial_reference(crs) -> dict:
@@ -133,7 +129,7 @@ class ArcGISLayout:
         write_text(self.folder / "map.txt", "".join(f"images\\{i}.tif labels\\{i}.tif\n" for i in ids))
         tile_stats = self.all_stats.result()
         cell = {"x": self.pixel[0], "y": self.pixel[1], "spatialReference": _spatial_reference(self.src.crs)}
-        classes = [{"Value": c.value, "Name": c.name, "Color": _rgb(c.color)} for c in self.classes]
+        classes = [{"Value": c.value, "Name": c.name, "Color": hex_rgb(c.color)} for c in self.classes]
         bands = {"RasterCount": 1, "SensorName": "", "BandNames": self.names}
         emd = {
             "Framework": "e.g. TensorFlow or PyTorch",
@@ -167,7 +163,7 @@ class ArcGISLayout:
             "Version": 1, "NumBands": len(self.names), "TileSizeX": self.tile, "TileSizeY": self.tile,
             "NumClasses": len(self.classes), "NumTiles": n, "NumTilesAsDouble": float(n), "NextTileIndex": n,
             "OutputFeatures": True, "MetaDataMode": "Classified_Tiles", "MinCellSize": cell, "MaxCellSize": cell,
-            "Classes": [{"ClassValue": c.value, "ClassName": c.name, "Color": _rgb(c.color)} for c in self.classes],
+            "Classes": [{"ClassValue": c.value, "ClassName": c.name, "Color": hex_rgb(c.color)} for c in self.classes],
             "FeatureStats": {
                 "NumClasses": len(self.classes), "NumImagesTotal": n, "NumFeaturesTotal": int(sum(per_image)),
                 "NumImagesPerClass": [images_with[c.value] for c in self.classes],

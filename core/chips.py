@@ -391,22 +391,45 @@ class BandStatistics:
         if n == 0:
             return
         x = flat if n == flat.shape[1] else flat[:, ok]
-        # Centre on a float32 estimate of the mean, then correct it with the centred sum: float32 speed,
-        # float64-grade mean, and no cancellation in the squares.
-        guess = (x.sum(axis=1) / n).astype(x.dtype)
-        centred = np.subtract(x, guess[:, None], out=self._scratch(x.shape, x.dtype))
-        shift = centred.sum(axis=1, dtype=np.float64) / n
-        mean = guess.astype(np.float64) + shift
-        m2 = np.square(centred, out=centred).sum(axis=1, dtype=np.float64) - n * shift**2
-        part = (n, mean, m2, x.min(axis=1).astype(np.float64), x.max(axis=1).astype(np.float64))
-        # A few pixels for the percentiles, at spacing `step` from a per-chip offset; their keys are a fixed hash
-        # of (chip, position), so which ones survive the bounded sample never depends on thread timing.
-        k = min(n, max(16, min(1024, n // 256)))
-        step = n // k
-        picks = (key * 7919) % step + step * np.arange(k)
-        keys = ((picks.astype(np.uint64) + np.uint64(key) * np.uint64(2654435761)) * np.uint64(0x9E3779B97F4A7C15)
-                >> np.uint64(11)).astype(np.float64) / float(1 << 53)
-        values = x[:, picks].astype(np.float32)
+        mean, m2, lo, hi = self._moments(x[None])
+        self._record(key, x, (n, mean[0], m2[0], lo[0], hi[0]))
+
+    def add_many(self, keys: Sequence[int], images: np.ndarray, valid: np.ndarray, which: Sequence[int]) -> None:
+        """`add` for the chips images[which] (keys[i] for images[which[i]]); chips without nodata in one go.
+
+        Each chip's part comes from the same reductions over the same contiguous pixels as in `add`, so results
+        never depend on how chips were batched.
+        """
+        whole = [i for i in which if valid[i].all()]
+        for key, i in zip(keys, which):
+            if i not in set(whole):
+                self.add(key, images[i], valid[i])
+        if not whole:
+            return
+        b, c = len(whole), images.shape[1]
+        x = images[:b] if whole == list(range(b)) else images[np.asarray(whole)]  # a view in the usual case
+        x = x.reshape(b, c, -1)
+        mean, m2, lo, hi = self._moments(x)
+        key_of = dict(zip(which, keys))
+        for j, i in enumerate(whole):
+            self._record(key_of[i], x[j], (x.shape[2], mean[j], m2[j], lo[j], hi[j]))
+
+    def _moments(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Mean, sum of squared deviations, min and max of (chips, bands, pixels) over the pixels.
+
+        Centred on a float32 estimate of the mean, then corrected with the centred sum: float32 speed, a
+        float64-grade mean, and no cancellation in the squares.
+        """
+        n = x.shape[2]
+        guess = (x.sum(axis=2) / n).astype(x.dtype)
+        centred = np.subtract(x, guess[:, :, None], out=self._scratch(x.shape, x.dtype))
+        shift = centred.sum(axis=2, dtype=np.float64) / n
+        m2 = np.square(centred, out=centred).sum(axis=2, dtype=np.float64) - n * shift**2
+        return (guess.astype(np.float64) + shift, m2, x.min(axis=2).astype(np.float64),
+                x.max(axis=2).astype(np.float64))
+
+    def _record(self, key: int, x: np.ndarray, part: tuple) -> None:
+        keys, values = self._sample(key, x, part[0])
         with self.lock:
             self.parts[key] = part
             self.sample_keys.append(keys)
@@ -415,12 +438,25 @@ class BandStatistics:
             if self.sampled > 4 * self.SAMPLE:
                 self._thin()
 
+    @staticmethod
+    def _sample(key: int, x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """A few of the chip's (bands, n) valid pixels for the percentiles, at spacing `step` from a per-chip
+        offset; their keys are a fixed hash of (chip, position), so which ones survive the bounded sample never
+        depends on thread timing."""
+        k = min(n, max(16, min(1024, n // 256)))
+        step = n // k
+        picks = (key * 7919) % step + step * np.arange(k)
+        keys = ((picks.astype(np.uint64) + np.uint64(key) * np.uint64(2654435761)) * np.uint64(0x9E3779B97F4A7C15)
+                >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+        return keys, x[:, picks].astype(np.float32)
+
     def _scratch(self, shape, dtype) -> np.ndarray:
         """A per-thread work array, reused chip after chip (fresh memory costs page faults)."""
+        size = int(np.prod(shape))
         buf = getattr(self._local, "buf", None)
-        if buf is None or buf.shape != shape or buf.dtype != dtype:
-            buf = self._local.buf = np.empty(shape, dtype)
-        return buf
+        if buf is None or buf.size < size or buf.dtype != dtype:
+            buf = self._local.buf = np.empty(size, dtype)
+        return buf[:size].reshape(shape)
 
     def _thin(self) -> None:
         """Keep the SAMPLE pixels with the smallest keys (independent of the order chips arrived in)."""
@@ -588,7 +624,7 @@ def _survey_labels(read_labels: LabelReader, plan: SplitPlan, win: Window, progr
         if plan.regions is None:
             for br in range(0, h, bh):
                 for bc in range(0, w, bw):
-                    counts = np.bincount(codes[br:br + bh, bc:bc + bw].ravel(), minlength=256)
+                    counts = _class_counts(codes[br:br + bh, bc:bc + bw])
                     unit = plan.block_of(r + br, c + bc)
                     hist[unit] = hist.get(unit, 0) + counts
         else:
@@ -606,6 +642,15 @@ def _survey_labels(read_labels: LabelReader, plan: SplitPlan, win: Window, progr
                 pos, keys = pos[best], keys[best]
         progress.set_progress(100.0 * (k + 1) / len(windows))
     return _Survey(hist, pos)
+
+
+def _class_counts(codes: np.ndarray) -> np.ndarray:
+    """Pixels per value 0…255 of a uint8 array. Background (0) is most of a scene: counting the rest only is
+    several times faster than np.bincount, which first widens every pixel to 64 bits."""
+    other = codes[codes != 0]
+    counts = np.bincount(other, minlength=256)
+    counts[0] = codes.size - other.size
+    return counts
 
 
 def export_chips(
@@ -821,6 +866,37 @@ def _layer_fields(path: str, layer: str | None) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------- cutting
+class _ChipBatch:
+    """Chips queued together for one writer task, their pixels side by side: a writer thread is woken once per
+    batch rather than per chip, and the training statistics take many chips per numpy call (each hand-over
+    between threads costs more than a small chip's arithmetic)."""
+
+    def __init__(self, size: int, bands: int, tile: int):
+        self.images = np.empty((size, bands, tile, tile), np.float32)
+        self.codes = np.empty((size, tile, tile), np.uint8)
+        self.valid = np.empty((size, tile, tile), bool)
+        self.keys: list[int] = []
+        self.origins: list[tuple] = []
+        self.train: list[int] = []  # positions in the batch of training chips
+
+    @property
+    def full(self) -> bool:
+        return len(self.keys) == len(self.images)
+
+    def add(self, key: int, image, codes, valid, origin, train: bool) -> None:
+        i = len(self.keys)
+        np.copyto(self.images[i], image)  # views into a read window that gets reused: copy the chip out
+        np.copyto(self.codes[i], codes)
+        np.copyto(self.valid[i], valid)
+        self.keys.append(key)
+        self.origins.append(origin)
+        if train:
+            self.train.append(i)
+
+    def clear(self) -> None:
+        self.keys, self.origins, self.train = [], [], []
+
+
 class _Cutter:
     """Decides for each candidate chip (split, validity, positives), queues its writing, keeps the bookkeeping.
 
@@ -828,7 +904,7 @@ class _Cutter:
     """
 
     PREVIEW = 4  # chips of each kind (with / without landslides) kept for the preview
-    PENDING = 32  # chips queued for writing at most: bounded memory, and their buffers are recycled
+    BATCH_BYTES = 16 << 20  # pixels of the chips handed to a writer at once
 
     def __init__(self, out, plan: SplitPlan, lut, names, tile, min_valid, min_positive, seed):
         self.out, self.plan, self.lut, self.tile = out, plan, lut, tile
@@ -842,12 +918,14 @@ class _Cutter:
         self.rng = np.random.default_rng(seed + 2)
         self.pool = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="chip-writer")
         self.pending: list = []
-        # Chip buffers go round between cutting and writing: fresh memory would cost a page fault per 4 KiB.
-        self.buffers: queue.SimpleQueue = queue.SimpleQueue()
+        # Batches go round between cutting and writing (bounded memory; fresh memory would cost a page fault per
+        # 4 KiB): one being filled, one per writer, one spare.
         chip_bytes = (len(names) * 4 + 2) * tile * tile
-        for _ in range(max(WRITERS + 2, min(self.PENDING + WRITERS, (256 << 20) // chip_bytes))):
-            self.buffers.put((np.empty((len(names), tile, tile), np.float32), np.empty((tile, tile), np.uint8),
-                              np.empty((tile, tile), bool)))
+        size = max(1, min(64, self.BATCH_BYTES // chip_bytes))
+        self.free: queue.SimpleQueue = queue.SimpleQueue()
+        for _ in range(WRITERS + 1):
+            self.free.put(_ChipBatch(size, len(names), tile))
+        self.batch = _ChipBatch(size, len(names), tile)
 
     def consider(self, row: int, col: int, image: np.ndarray, codes: np.ndarray, valid: np.ndarray,
                  n_valid: int, n_known: int, positives: int, units: np.ndarray | None = None,
@@ -872,10 +950,9 @@ class _Cutter:
         if need_positive and positives < self.min_positive:
             return split, False
         k = len(self.index_rows)
-        buffers = self._buffers()  # the window's buffers get reused: copy the chip out
-        for buf, src in zip(buffers, (image, codes, valid)):
-            np.copyto(buf, src)
-        self._submit(self._write, k, buffers, self.out.origin(row, col), split == "train")
+        self.batch.add(k, image, codes, valid, self.out.origin(row, col), split == "train")
+        if self.batch.full:
+            self._submit()
         c = self.counts[split]
         c["chips"] += 1
         c["pixels"] += n_known
@@ -889,23 +966,24 @@ class _Cutter:
         self._keep_for_preview(image, codes, split, positives)
         return split, True
 
-    def _buffers(self) -> tuple:
-        """A free set of chip buffers; waits while all are queued for writing (bounded memory)."""
-        return self.buffers.get()
+    def _submit(self) -> None:
+        """Hand the filled batch to a writer and take a free one (waiting while every batch is queued)."""
+        self.pending.append(self.pool.submit(self._write, self.batch))
+        self.batch = self.free.get()
+        finished = [f for f in self.pending if f.done()]
+        for f in finished:
+            f.result()  # re-raises a failed write here, in the cutting thread
+        self.pending = [f for f in self.pending if not f.done()]
 
-    def _raise_failed(self) -> None:
-        for f in self.pending:
-            if f.done() and f.exception() is not None:
-                raise f.exception()
-
-    def _write(self, k, buffers, origin, train: bool) -> None:
-        image, codes, valid = buffers
+    def _write(self, batch: _ChipBatch) -> None:
         try:
-            self.out.write_chip(k, image, codes, valid, origin)
-            if train:
-                self.stats.add(k, image, valid)
+            for i, (k, origin) in enumerate(zip(batch.keys, batch.origins)):
+                self.out.write_chip(k, batch.images[i], batch.codes[i], batch.valid[i], origin)
+            if batch.train:
+                self.stats.add_many([batch.keys[i] for i in batch.train], batch.images, batch.valid, batch.train)
         finally:
-            self.buffers.put(buffers)
+            batch.clear()
+            self.free.put(batch)
 
     def _keep_for_preview(self, image, codes, split, positives) -> None:
         kind = int(positives > 0)
@@ -922,13 +1000,9 @@ class _Cutter:
     def preview(self) -> list[tuple]:
         return self._picks[1] + self._picks[0]
 
-    def _submit(self, fn, *args) -> None:
-        self.pending.append(self.pool.submit(fn, *args))
-        if len(self.pending) > 4 * self.PENDING:  # now and then forget finished writes (re-raising a failed one)
-            self._raise_failed()
-            self.pending = [f for f in self.pending if not f.done()]
-
     def flush(self) -> None:
+        if self.batch.keys:
+            self._submit()
         for f in self.pending:
             f.result()
         self.pending = []
@@ -1139,24 +1213,21 @@ def write_preview(path: Path, chips: Sequence[tuple], band_stats: Sequence[dict]
                   classes: Sequence[LabelClass], cell: int = 160) -> Path:
     """PNG mosaic of a few chips (first three bands stretched 2–98 %) with their labels drawn over them.
 
-    Landslide classes are filled in their colour and outlined, other classes tinted, unknown/nodata grey.
+    Landslide classes are filled in their colour and outlined, other classes tinted, unknown/nodata grey. Drawn
+    with Pillow: importing matplotlib would take longer than cutting thousands of chips.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import to_rgb
+    from PIL import Image, ImageDraw
 
     chips = sorted(chips, key=lambda p: -p[3])
     cols = min(4, len(chips))
     rows_n = math.ceil(len(chips) / cols)
-    gap = 6
-    mosaic = np.ones((rows_n * (cell + gap), cols * (cell + gap), 3), dtype=np.float32)
-    colours = {c.value: np.array(to_rgb(c.color), dtype=np.float32) for c in classes}
+    gap, title = 6, 22
+    mosaic = np.ones((title + rows_n * (cell + gap), cols * (cell + gap), 3), dtype=np.float32)
+    colours = {c.value: np.array(hex_rgb(c.color), dtype=np.float32) / 255 for c in classes}
+    bands = _preview_bands([s["name"] for s in band_stats])
     for k, (image, codes, split, _) in enumerate(chips):
         t = codes.shape[0]
         pick = np.arange(cell) * t // cell  # nearest-neighbour zoom to the cell size
-        bands = _preview_bands([s["name"] for s in band_stats])
         rgb = np.empty((t, t, 3), dtype=np.float32)
         for j, b in enumerate(bands):
             lo, hi = band_stats[b]["p2"], band_stats[b]["p98"]
@@ -1172,22 +1243,41 @@ def write_preview(path: Path, chips: Sequence[tuple], band_stats: Sequence[dict]
                              & np.roll(landslide, -1, 1))
         rgb[edge] = (1.0, 1.0, 0.2)
         r, c = divmod(k, cols)
-        mosaic[r * (cell + gap):r * (cell + gap) + cell, c * (cell + gap):c * (cell + gap) + cell] = rgb[pick][:, pick]
-    height, width = mosaic.shape[:2]
-    fig = plt.figure(figsize=(width / 100, (height + 40) / 100), dpi=100)
-    ax = fig.add_axes((0, 0, 1, height / (height + 40)))
-    ax.imshow(mosaic, interpolation="nearest")
-    ax.axis("off")
+        top = title + r * (cell + gap)
+        mosaic[top:top + cell, c * (cell + gap):c * (cell + gap) + cell] = rgb[pick][:, pick]
+    picture = Image.fromarray((mosaic * 255).round().astype(np.uint8))
+    draw = ImageDraw.Draw(picture)
+    font = _preview_font()
+    draw.text((4, 5), "Chips and labels: landslide classes coloured, yellow outline; other classes tinted; "
+                      "grey = unknown / nodata", fill=(0, 0, 0), font=font)
     for k, (_, codes, split, _) in enumerate(chips):
         r, c = divmod(k, cols)
-        share = float((lut[codes] == 1).mean())
-        ax.text(c * (cell + gap) + 4, r * (cell + gap) + 14, f"{split}  {share:.1%}", fontsize=7, color="white",
-                bbox=dict(facecolor="black", alpha=0.5, pad=1, linewidth=0))
-    fig.text(0.01, 1 - 12 / (height + 40), "Chips and labels: landslide classes coloured with yellow outline, "
-             "other classes tinted, grey = unknown / nodata", fontsize=7)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+        x, y = c * (cell + gap) + 3, title + r * (cell + gap) + 3
+        text = f"{split}  {float((lut[codes] == 1).mean()):.1%}"
+        box = draw.textbbox((x, y), text, font=font)
+        draw.rectangle((box[0] - 2, box[1] - 2, box[2] + 2, box[3] + 2), fill=(0, 0, 0))
+        draw.text((x, y), text, fill=(255, 255, 255), font=font)
+    picture.save(path, format="PNG")
     return path
+
+
+def hex_rgb(color: str) -> list[int]:
+    """'#e8702a' (or '#rrggbbaa') → [232, 112, 42]."""
+    h = color.lstrip("#")
+    return [int(h[i:i + 2], 16) for i in (0, 2, 4)]
+
+
+def _preview_font():
+    """A small sans-serif TrueType font where the system has one, else Pillow's built-in bitmap font."""
+    from PIL import ImageFont
+
+    for name in ("DejaVuSans.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "arial.ttf",
+                 "Helvetica.ttc"):
+        try:
+            return ImageFont.truetype(name, 11)
+        except OSError:
+            continue
+    return ImageFont.load_default()
 
 
 # ---------------------------------------------------------------------------------------------- reading

@@ -6,7 +6,7 @@ import pytest
 import rasterio
 from osgeo import ogr, osr
 
-from landslide_mapper.core.chips import export_chips, load_chips
+from landslide_mapper.core.chips import BandStatistics, export_chips, load_chips
 from landslide_mapper.core.errors import InputError
 
 BANDS = ["pre_VV", "post_VV", "dNDVI"]
@@ -116,3 +116,21 @@ def test_bad_inputs_have_clear_errors_and_leave_nothing(scene):
         export_chips(stack, lab, tmp / "mine", tile_size=32)
     assert (tmp / "mine" / "notes.txt").read_text() == "precious"
     assert not any((tmp / n).exists() for n in ("o1", "o2", "o3"))
+
+
+def test_statistics_of_a_batch_equal_those_of_its_chips_one_by_one():
+    """Writers add chips in batches; the result must not depend on how chips were batched (or threaded)."""
+    rng = np.random.default_rng(4)
+    images = rng.normal(1000, 300, size=(6, 2, 16, 16)).astype(np.float32)
+    valid = np.ones((6, 16, 16), bool)
+    valid[2, :5] = False  # one chip with nodata takes the per-chip path
+    images[2, :, :5] = np.nan
+    one_by_one, batched = BandStatistics(["a", "b"]), BandStatistics(["a", "b"])
+    train = [0, 2, 3, 5]
+    for k, i in enumerate(train):
+        one_by_one.add(10 + k, images[i], valid[i])
+    batched.add_many([10 + k for k in range(len(train))], images, valid, train)
+    assert batched.result() == one_by_one.result()
+    pixels = np.concatenate([images[i][:, valid[i]] for i in train], axis=1).astype(np.float64)
+    assert [s["mean"] for s in batched.result()] == pytest.approx(pixels.mean(axis=1), rel=1e-8)
+    assert [s["count"] for s in batched.result()] == [pixels.shape[1]] * 2
