@@ -1257,7 +1257,7 @@ def write_preview(path: Path, chips: Sequence[tuple], band_stats: Sequence[dict]
         box = draw.textbbox((x, y), text, font=font)
         draw.rectangle((box[0] - 2, box[1] - 2, box[2] + 2, box[3] + 2), fill=(0, 0, 0))
         draw.text((x, y), text, fill=(255, 255, 255), font=font)
-    picture.save(path, format="PNG")
+    picture.save(path, format="PNG", compress_level=1)  # zlib's default level costs more than the drawing
     return path
 
 
