@@ -402,7 +402,7 @@ class BandStatistics:
         """
         whole = [i for i in which if valid[i].all()]
         for key, i in zip(keys, which):
-            if i not in set(whole):
+            if not valid[i].all():
                 self.add(key, images[i], valid[i])
         if not whole:
             return
