@@ -158,9 +158,9 @@ def main(out: Path) -> None:
     plain_s = fresh("plain_npy_export", stack, labels, runs / "plain", 128)
     print(f"   reference plain np.save export (128 px tiles, stride 128): {mpx / plain_s:.1f} Mpx/s", flush=True)
     common = dict(validation_fraction=0.2, split_block=1024)
-    # Creating files is what limits an exporter here, and its speed swings several-fold with the file system's
-    # state (ext4 skips inodes deleted in the last ~30 s, scanning past them on every new file). So the headline
-    # runs are repeated, each export beside a file-creation floor run, and reported as median and best.
+    # Creating ~8,000 files costs as much as the cutting here, and it swings several-fold from run to run: on this
+    # VM fresh memory (page cache) costs ~2 s/GB, and ext4 scans past recently deleted inodes on every new file.
+    # So the headline runs are repeated, each export beside a file-creation floor run: median and best.
     grid, floor = [], []
     for r in range(ROUNDS):
         seconds, counts = fresh("timed_export", stack, labels, runs / f"grid128_{r}", tile_size=128, stride=128,
