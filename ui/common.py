@@ -16,7 +16,8 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import Qt, QUrl
 from qgis.PyQt.QtGui import QDesktopServices, QIcon
-from qgis.PyQt.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QToolButton
+from qgis.gui import QgsScrollArea
+from qgis.PyQt.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QToolButton, QVBoxLayout, QWidget
 
 ROOT = Path(__file__).resolve().parent.parent
 ICONS = ROOT / "ui" / "icons"
@@ -163,3 +164,13 @@ def add_to_group(group: QgsLayerTreeGroup, layers: list[QgsMapLayer], project: Q
 def layer_source(layer: QgsMapLayer | None) -> str | None:
     """What an algorithm parameter should get for a layer: its source (thread-safe, unlike the layer object)."""
     return layer.source() if layer is not None else None
+
+
+def scrolling_body(dock) -> tuple[QWidget, QVBoxLayout]:
+    """The dock's content widget inside a scroll area (docks are often short), and its vertical layout."""
+    body = QWidget()
+    scroll = QgsScrollArea(dock)
+    scroll.setWidgetResizable(True)
+    scroll.setWidget(body)
+    dock.setWidget(scroll)
+    return body, QVBoxLayout(body)

@@ -17,7 +17,6 @@ from qgis.gui import (
     QgsFieldComboBox,
     QgsFileWidget,
     QgsMapLayerComboBox,
-    QgsScrollArea,
 )
 from qgis.PyQt.QtCore import Qt, QUrl, pyqtSignal
 from qgis.PyQt.QtGui import QColor
@@ -46,6 +45,7 @@ from .common import (
     report_failure,
     result_group,
     run_root,
+    scrolling_body,
     show_status,
     status_label,
 )
@@ -108,12 +108,7 @@ class EvaluationDock(QgsDockWidget):
         alg = algorithm(EVALUATE)
         self.can_compare = algorithm(COMPARE) is not None
 
-        body = QWidget()
-        scroll = QgsScrollArea(self)
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(body)
-        self.setWidget(scroll)
-        layout = QVBoxLayout(body)
+        body, layout = scrolling_body(self)
 
         inputs = QgsCollapsibleGroupBox("What to check", body)
         form = QFormLayout(inputs)

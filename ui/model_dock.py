@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from qgis.core import QgsMapLayer, QgsProject, QgsRasterLayer
-from qgis.gui import QgsCollapsibleGroupBox, QgsDockWidget, QgsExtentGroupBox, QgsFileWidget, QgsScrollArea
+from qgis.gui import QgsCollapsibleGroupBox, QgsDockWidget, QgsExtentGroupBox, QgsFileWidget
 from qgis.PyQt.QtCore import Qt, QTimer, pyqtSignal
 from qgis.PyQt.QtWidgets import (
     QCheckBox,
@@ -24,7 +24,6 @@ from qgis.PyQt.QtWidgets import (
     QTextBrowser,
     QToolButton,
     QVBoxLayout,
-    QWidget,
 )
 
 from ..core.errors import InputError
@@ -43,6 +42,7 @@ from .common import (
     report_failure,
     result_group,
     run_root,
+    scrolling_body,
     show_status,
 )
 from .layer_styles import style_probability
@@ -108,12 +108,7 @@ class ModelDock(QgsDockWidget):
         self._started = 0.0
         self.setAcceptDrops(True)
 
-        body = QWidget()
-        scroll = QgsScrollArea(self)
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(body)
-        self.setWidget(scroll)
-        layout = QVBoxLayout(body)
+        body, layout = scrolling_body(self)
 
         row = QHBoxLayout()
         self.package_box = QComboBox(body)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from qgis.gui import QgsCollapsibleGroupBox, QgsDockWidget, QgsFileWidget, QgsScrollArea
+from qgis.gui import QgsCollapsibleGroupBox, QgsDockWidget, QgsFileWidget
 from qgis.PyQt.QtCore import pyqtSignal
 from qgis.PyQt.QtWidgets import (
     QButtonGroup,
@@ -23,7 +23,17 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from .charts import LearningCurve
-from .common import add_run_row, help_button, icon, new_run, remember_run_root, report_failure, run_root, show_status
+from .common import (
+    add_run_row,
+    help_button,
+    icon,
+    new_run,
+    remember_run_root,
+    report_failure,
+    run_root,
+    scrolling_body,
+    show_status,
+)
 from .parameters import ParameterPanel
 from .tasks import AlgorithmChain, Step, algorithm, start_chain
 
@@ -49,12 +59,7 @@ class TrainingDock(QgsDockWidget):
         self._started = 0.0
         canvas = iface.mapCanvas() if iface is not None else None
 
-        body = QWidget()
-        scroll = QgsScrollArea(self)
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(body)
-        self.setWidget(scroll)
-        layout = QVBoxLayout(body)
+        body, layout = scrolling_body(self)
         header = QHBoxLayout()
         intro = QLabel("Chips from mapped landslides, then a model trained on them.", body)
         intro.setWordWrap(True)
