@@ -9,6 +9,7 @@ own pixels in place: one `writev` per file, GDAL-readable like any GeoTIFF. Wher
 """
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import uuid
@@ -122,7 +123,11 @@ class TileWriter:
             tail = tail[:offset] + patched + tail[offset + 16:]
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            os.writev(fd, [head, memoryview(data).cast("B"), tail])
+            pieces = [head, memoryview(data).cast("B"), tail]
+            expected = sum(len(p) for p in pieces)
+            written = os.writev(fd, pieces)
+            if written != expected:  # a short write means the disk filled up (the next write would say ENOSPC)
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         finally:
             os.close(fd)
 

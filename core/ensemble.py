@@ -18,6 +18,7 @@ from typing import Sequence
 from . import raster
 from .chips import ChipSet
 from .errors import InputError
+from .outputs import atomic_output
 from .progress import Progress, SubProgress, check_canceled, or_null
 from .training import (TrainConfig, _float_metrics, config_hash, load_training_data, pick_device, train_model,
                        validate_members)
@@ -205,7 +206,7 @@ def write_leaderboard(path: Path, ranked: list[dict], ensemble_val: dict, select
                     "val_f1": ensemble_val["f1"], "precision": m.get("precision"), "recall": m.get("recall"),
                     "mcc": m.get("mcc"), "iou": m.get("iou"), "threshold": ensemble_val["threshold"],
                     "selected": ""}
-    with raster.atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=LEADERBOARD_FIELDS, extrasaction="ignore")
         writer.writeheader()
         for row in ranked + [ensemble_row]:

@@ -6,4 +6,9 @@ class InputError(ValueError):
 
 
 class Canceled(RuntimeError):
-    """The user canceled a long task; nothing half-written is left behind."""
+    """The user canceled a long task; nothing half-written is left behind. The message may add what was kept."""
+
+    DEFAULT = "Canceled by the user."
+
+    def __init__(self, message: str = DEFAULT):
+        super().__init__(message)

@@ -8,6 +8,7 @@ vector truth agree pixel for pixel whatever the block size.
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import struct
@@ -26,7 +27,9 @@ from rasterio.crs import CRS
 from . import raster
 from .errors import InputError
 from .progress import PrintProgress, Progress, check_canceled, or_null
-from .raster import DEFAULT_BLOCK, atomic_output, block_windows, count_windows, create_raster
+from .outputs import FolderKind, atomic_output, refuse_unsafe_target
+from .postprocess import check_vector_written
+from .raster import DEFAULT_BLOCK, block_windows, count_windows, create_raster
 
 # Land-cover classes (internal; only the landslide label is written out).
 WATER, FIELD, GRASS, FOREST, ROCK = 0, 1, 2, 3, 4
@@ -696,9 +699,17 @@ def _write_polygons(path: Path, slides: _Landslides, crs: CRS, origin) -> None:
             feat.SetField("class", 1)
             feat.SetField("name", "landslide")
             feat.SetField("area_m2", float(geom.GetArea()))
-            layer.CreateFeature(feat)
-        layer.CommitTransaction()
+            if layer.CreateFeature(feat) != ogr.OGRERR_NONE:
+                raise OSError(errno.EIO, "writing a landslide outline failed", str(path))
+        if layer.CommitTransaction() != ogr.OGRERR_NONE:
+            raise OSError(errno.EIO, "saving the landslide outlines failed", str(path))
         ds = None
+    check_vector_written(path, len(slides.rings), path)
+
+
+SIMULATED_EVENT = FolderKind("simulated scene", "labels.gpkg", frozenset(
+    [f"{n}.tif{x}" for n in ("pre_s2", "post_s2", "pre_s1", "post_s1", "dem", "labels") for x in ("", ".aux.xml")]
+    + ["labels.gpkg"]))
 
 
 def simulate_event(out_dir, width: int = 512, height: int = 512, seed: int = 0, pixel_size: float = 10.0,
@@ -726,7 +737,7 @@ def simulate_event(out_dir, width: int = 512, height: int = 512, seed: int = 0, 
         raise InputError(f"The simulated scene needs a projected CRS in metres; '{crs}' is not projected.")
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    refuse_unsafe_target(out.absolute(), is_dir=True, parameter="OUTPUT_FOLDER", kind=SIMULATED_EVENT)
     transform = affine.Affine.translation(float(origin[0]), float(origin[1])) * affine.Affine.scale(pixel_size,
                                                                                                     -pixel_size)
     rng = np.random.default_rng(seed)
@@ -740,7 +751,7 @@ def simulate_event(out_dir, width: int = 512, height: int = 512, seed: int = 0, 
               "pre": _place_clouds(rng, cloud_fraction / 3.0, width, height, pixel_size, slides)}
     progress.set_progress(5.0)
 
-    paths = {name: out / f"{name}.tif" for name in ("pre_s2", "post_s2", "pre_s1", "post_s1", "dem", "labels")}
+    names = ("pre_s2", "post_s2", "pre_s1", "post_s1", "dem", "labels")
     grid = dict(width=width, height=height, crs=crs_obj, transform=transform)
     specs = {
         "pre_s2": dict(dtype="uint16", descriptions=S2_BANDS, nodata=0, tags={"EPOCH": "pre", "SENSOR": "S2"}),
@@ -754,15 +765,16 @@ def simulate_event(out_dir, width: int = 512, height: int = 512, seed: int = 0, 
                        tags={"CLASSES": "0=not landslide,1=landslide"}),
     }
     common_tags = {"SIMULATED": "landslide_mapper.core.simulate", "SEED": seed}
+    # The scene appears as a whole folder or not at all; it replaces only an earlier simulated scene.
     with ExitStack() as stack:
         # a bounded block cache keeps memory flat for any scene size; compression uses every core
         stack.enter_context(raster.bounded_gdal_cache(GDAL_NUM_THREADS="ALL_CPUS"))
-        gpkg_tmp = stack.enter_context(atomic_output(out / "labels.gpkg"))
-        _write_polygons(gpkg_tmp, slides, crs_obj, (transform.c, transform.f))
+        folder = stack.enter_context(atomic_output(out, is_dir=True, kind=SIMULATED_EVENT))
+        _write_polygons(folder / "labels.gpkg", slides, crs_obj, (transform.c, transform.f))
         dsts = {}
         for name, spec in specs.items():
             tags = {**common_tags, **spec.pop("tags")}
-            dsts[name] = stack.enter_context(create_raster(paths[name], **grid, **spec, tags=tags))
+            dsts[name] = stack.enter_context(create_raster(folder / f"{name}.tif", **grid, **spec, tags=tags))
         n_windows = count_windows(width, height, block)
         for i, window in enumerate(block_windows(width, height, block)):
             check_canceled(progress)
@@ -771,6 +783,7 @@ def simulate_event(out_dir, width: int = 512, height: int = 512, seed: int = 0, 
                 dst.write(layers[name], window=window)
             progress.set_progress(5.0 + 95.0 * (i + 1) / n_windows)
 
+    paths = {name: out / f"{name}.tif" for name in names}
     return SimulatedEvent(pre_s2=paths["pre_s2"], post_s2=paths["post_s2"], pre_s1=paths["pre_s1"],
                           post_s1=paths["post_s1"], dem=paths["dem"], labels_raster=paths["labels"],
                           labels_vector=out / "labels.gpkg", width=width, height=height,

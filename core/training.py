@@ -10,7 +10,6 @@ import csv
 import hashlib
 import json
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import raster
 from .chips import IGNORE, ChipSet, load_chips
 from .errors import Canceled, InputError
 from .metrics import Confusion, best_threshold, scores
+from .outputs import atomic_output
 from .progress import Progress, check_canceled, or_null
 
 HIST_BINS = 100
@@ -372,8 +371,18 @@ def save_checkpoint(folder: Path, *, model, optimizer, scheduler, scaler, sample
     meta = {**progress_state, "optimizer": {"param_groups": opt["param_groups"], "scalars": scalars},
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler is not None else {}}
     folder.mkdir(parents=True, exist_ok=True)
-    with raster.atomic_output(folder / CHECKPOINT_FILE) as tmp:
+    # A checkpoint outlives a failed or canceled run on purpose: it is what a re-run resumes from.
+    with atomic_output(folder / CHECKPOINT_FILE, undo_with_run=False) as tmp:
         save_file(tensors, str(tmp), metadata={"landslide_mapper_checkpoint": json.dumps(meta)})
+
+
+def remove_checkpoint(folder: Path) -> None:
+    """Remove the checkpoint file, and its folder when nothing else is in it (never anything a user put there)."""
+    (folder / CHECKPOINT_FILE).unlink(missing_ok=True)
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
 
 
 def load_checkpoint(folder: Path, expected_hash: str, progress: Progress) -> tuple[dict, dict] | None:
@@ -555,8 +564,9 @@ def train_model(
                                                 "best": {k: v for k, v in best.items() if k != "state"}})
     except Canceled:
         if config.checkpoints and history:
-            progress.log(f"Stopped after epoch {history[-1]['epoch']}; run again with the same settings to resume "
-                         f"from the checkpoint in '{folder}'.")
+            raise Canceled(f"The training state after epoch {history[-1]['epoch']} is kept in '{folder}': run "
+                           f"train again with the same settings and output to resume from it, or delete that "
+                           f"folder.") from None
         raise
 
     val = best["val"]
@@ -576,8 +586,7 @@ def train_model(
     )
     package = write_package(package_path, manifest, [best["state"]])
     curves_csv, curves_png = write_curves(Path(package_path), history)
-    if folder.exists():
-        shutil.rmtree(folder)
+    remove_checkpoint(folder)
     progress.log(f"Best epoch {best['epoch']}: validation F1 {val['f1']:.3f} at threshold {val['threshold']:.2f} "
                  f"(precision {_fmt(val['metrics']['precision'])}, recall {_fmt(val['metrics']['recall'])}). "
                  f"Package written: {package}")
@@ -600,7 +609,7 @@ def _float_metrics(val: dict) -> dict:
 def write_curves(package_path: Path, history: list[dict]) -> tuple[Path, Path]:
     """Learning curves beside the package: `<stem>_curves.csv` and a PNG of losses and validation F1."""
     csv_path = package_path.with_name(package_path.stem + "_curves.csv")
-    with raster.atomic_output(csv_path) as tmp, open(tmp, "w", newline="") as f:
+    with atomic_output(csv_path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
@@ -631,5 +640,5 @@ def _plot_curves(history: list[dict], png_path: Path, title: str) -> None:
     ax_f1.legend(frameon=False, loc="lower right")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    with raster.atomic_output(png_path) as tmp:
+    with atomic_output(png_path) as tmp:
         fig.savefig(tmp, format="png")

@@ -46,12 +46,13 @@ def cache_folder(package_path: Path) -> Path:
 
 def export(model: torch.nn.Module, in_channels: int, path: Path) -> Path:
     """Export a network with dynamic batch, height and width; written to a temp file, then renamed."""
-    from ..core.raster import atomic_output
+    from ..core.outputs import atomic_output
 
     model = model.to("cpu").eval()
     example = torch.zeros(1, in_channels, 64, 64)
     dims = {0: "batch", 2: "height", 3: "width"}
-    with atomic_output(path) as tmp, torch.inference_mode(False), torch.no_grad():
+    # a cache: kept even when the prediction that made it fails later
+    with atomic_output(path, undo_with_run=False) as tmp, torch.inference_mode(False), torch.no_grad():
         torch.onnx.export(model, example, str(tmp), input_names=["x"], output_names=["logits"],
                           dynamic_axes={"x": dims, "logits": dims}, opset_version=OPSET, dynamo=False)
     return path

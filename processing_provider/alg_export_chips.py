@@ -113,6 +113,11 @@ class ExportChipsAlgorithm(LandslideAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("TEST_CHIPS", "Test chips"))
         self.addOutput(QgsProcessingOutputFile("PREVIEW_PNG", "Chip preview (PNG)"))
 
+    def folder_kinds(self):
+        from ..core.chips import CHIP_FOLDER
+
+        return {"OUTPUT_FOLDER": CHIP_FOLDER}
+
     def compute(self, parameters, context, feedback, progress):
         stack = self.parameterAsRasterLayer(parameters, "INPUT", context)
         stack_path, _ = layer_file(stack, "change stack")

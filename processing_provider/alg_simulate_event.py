@@ -43,6 +43,11 @@ class SimulateEventAlgorithm(LandslideAlgorithm):
             self.addOutput(QgsProcessingOutputRasterLayer(key, label))
         self.addOutput(QgsProcessingOutputVectorLayer("LABELS_VECTOR", "Landslide polygons"))
 
+    def folder_kinds(self):
+        from ..core.simulate import SIMULATED_EVENT
+
+        return {"OUTPUT_FOLDER": SIMULATED_EVENT}
+
     def compute(self, parameters, context, feedback, progress):
         event = simulate_event(
             self.parameterAsString(parameters, "OUTPUT_FOLDER", context),

@@ -136,6 +136,22 @@ def qgis_process_profile(tmp_path_factory) -> Path:
     return profile
 
 
+@pytest.fixture(scope="session")
+def start_qgis_process():
+    """`start_qgis_process(args, profile, **popen)`: qgis_process.bin started, not awaited (stdout+stderr piped),
+    for tests that interrupt a run or limit its process."""
+    import subprocess
+
+    if not QGIS_PROCESS.exists():
+        pytest.skip(f"{QGIS_PROCESS} is not installed (Debian package qgis)")
+
+    def start(args, profile: Path, **popen):
+        return subprocess.Popen([str(QGIS_PROCESS), *map(str, args)], env=qgis_process_env(profile),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(profile),
+                                **popen)
+    return start
+
+
 @pytest.fixture(scope="session", name="run_qgis_process")
 def run_qgis_process_fixture():
     """The `run_qgis_process(args, profile, ...)` helper, for tests that should not import conftest."""

@@ -224,7 +224,9 @@ class TrainingDock(QgsDockWidget):
     def _on_finished(self, ok: bool, results: dict, error: str) -> None:
         self._update_buttons()
         if not ok:
-            report_failure(self, error, "Canceled: no package was written.")
+            report_failure(self, error, "Canceled: no package was written. The last finished epoch is kept in "
+                                        "'<package>.checkpoint' beside it: train again with the same settings to "
+                                        "resume, or delete that folder.")
             return
         outputs = results.get("train", {})
         self.package_path = outputs.get("OUTPUT")
