@@ -284,7 +284,7 @@ def read_classified_tiles(folder: str | Path, landslide_classes=None, *, max_byt
     classes = _choose_landslides(_classes(folder, emd, ours), landslide_classes, ours, folder)
     landslide_values = [c.value for c in classes if c.landslide]
     size = (int(emd["ImageHeight"]), int(emd["ImageWidth"])) if "ImageHeight" in emd else None
-    with rasterio.open(pairs[0][0]) as first:
+    with raster.reading(pairs[0][0]), rasterio.open(pairs[0][0]) as first:
         count = first.count
         size = size or (first.height, first.width)
         crs, pixel = first.crs, raster.pixel_size(first)
@@ -295,7 +295,7 @@ def read_classified_tiles(folder: str | Path, landslide_classes=None, *, max_byt
     labels = np.empty((n,) + size, dtype=np.uint8)
     origins = np.empty((n, 2))
     for i, (image_path, label_path) in enumerate(pairs):
-        with rasterio.open(image_path) as src:
+        with raster.reading(image_path), rasterio.open(image_path) as src:
             if (src.height, src.width) != size or src.count != count:
                 raise InputError(f"Image tile '{image_path.relative_to(folder)}' is {src.count}×{src.height}×"
                                  f"{src.width}; the folder's tiles are {count}×{size[0]}×{size[1]}.")
@@ -304,7 +304,7 @@ def read_classified_tiles(folder: str | Path, landslide_classes=None, *, max_byt
                 data[:, np.all(data == 0, axis=0)] = np.nan  # ArcGIS NoData cells
             images[i] = data
             origins[i] = (src.transform.c, src.transform.f)
-        with rasterio.open(label_path) as src:
+        with raster.reading(label_path), rasterio.open(label_path) as src:
             if (src.height, src.width) != size or src.count != 1:
                 raise InputError(f"Label tile '{label_path.relative_to(folder)}' is {src.count}×{src.height}×"
                                  f"{src.width}; it must be one band of {size[0]}×{size[1]} like its image.")

@@ -163,7 +163,7 @@ def read_polygons(path: str, grid_crs, *, layer: str | None = None, field: str |
     try:
         ds = ogr.Open(path)
     except RuntimeError as exc:
-        raise InputError(f"Cannot open {what.lower()} '{path}': {exc}") from None
+        raise InputError(f"Cannot open {what[0].lower() + what[1:]} '{path}': {exc}") from None
     if ds is None:
         raise InputError(f"'{path}' is neither a raster nor a vector layer GDAL/OGR can read.")
     lyr = ds.GetLayerByName(layer) if layer else ds.GetLayer(0)
@@ -183,7 +183,11 @@ def read_polygons(path: str, grid_crs, *, layer: str | None = None, field: str |
         raise InputError(f"{what} '{path}' has no coordinate reference system, so it cannot be reprojected to the "
                          f"raster's; assign its CRS first (QGIS: Assign projection).")
     source.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    transform = None if source.IsSame(target) else osr.CoordinateTransformation(source, target)
+    try:
+        transform = None if source.IsSame(target) else osr.CoordinateTransformation(source, target)
+    except RuntimeError as exc:
+        raise InputError(f"{what} '{path}' is in a CRS ({_crs_label(source)}) that cannot be transformed to the "
+                         f"raster's ({_crs_label(target)}): {exc}. Check the layer's CRS.") from None
     shapes, values, boxes = [], [], []
     for feat in lyr:
         geom = feat.GetGeometryRef()
@@ -192,12 +196,32 @@ def read_polygons(path: str, grid_crs, *, layer: str | None = None, field: str |
         value = feat.GetField(field) if field is not None else None
         geom = geom.Clone()
         if transform is not None:
-            geom.Transform(transform)
+            _reproject(geom, transform, feat, source, what, path)
         xmin, xmax, ymin, ymax = geom.GetEnvelope()
         shapes.append(json.loads(geom.ExportToJson()))
         values.append(value)
         boxes.append((xmin, ymin, xmax, ymax))
     return PolygonSet(path, shapes, values, np.array(boxes, dtype=float).reshape(-1, 4))
+
+
+def _crs_label(srs) -> str:
+    code = srs.GetAuthorityCode(None)
+    return f"{srs.GetAuthorityName(None)}:{code}" if code else (srs.GetName() or "unnamed CRS")
+
+
+def _reproject(geom, transform, feat, source, what: str, path: str) -> None:
+    """Reproject a feature in place, or explain which feature's coordinates do not fit the layer's CRS."""
+    xmin, xmax, ymin, ymax = geom.GetEnvelope()
+    try:
+        geom.Transform(transform)
+        problem = None if np.all(np.isfinite(geom.GetEnvelope())) else "they reproject to infinity"
+    except RuntimeError as exc:  # PROJ, e.g. "utm: Invalid latitude" for metres in a layer marked as degrees
+        problem = str(exc)
+    if problem:
+        raise InputError(f"{what} '{path}': feature {feat.GetFID()} has coordinates ({xmin:.10g} … {xmax:.10g}, "
+                         f"{ymin:.10g} … {ymax:.10g}) that do not fit the layer's CRS {_crs_label(source)} "
+                         f"({problem}). The CRS is probably wrong, e.g. metres in a layer marked as degrees: set "
+                         f"the right one (QGIS: Layer Properties ▸ Source, or 'Assign projection') and run again.")
 
 
 # ---------------------------------------------------------------------------------------------- labels
@@ -221,14 +245,14 @@ def _is_raster(path: str) -> bool:
 
 
 def read_label_polygons(path: str, grid_crs, class_field: str | None = "class",
-                        layer: str | None = None) -> LabelSource:
+                        layer: str | None = None, what: str = "Label layer") -> LabelSource:
     """Polygons reprojected to `grid_crs` with a class table built from the class field.
 
     Numeric field: integer values 1…254 are classes, ≤ 0 is background (not burnt). Text field: each distinct
     text is a class, numbered 1…n in alphabetical order. `class_field=None` burns every feature as class 1
     (exclusion zones, areas of interest).
     """
-    polys = read_polygons(path, grid_crs, layer=layer, field=class_field)
+    polys = read_polygons(path, grid_crs, layer=layer, field=class_field, what=what)
     raw = polys.values if class_field is not None else [1] * len(polys.shapes)
     texts = [v for v in raw if isinstance(v, str) and v.strip()]
     numeric_texts = all(_is_integer_text(v) for v in texts)
@@ -271,8 +295,11 @@ def _is_integer_text(text: str) -> bool:
         return False
 
 
-def open_labels(path: str, grid, class_field: str | None = "class", layer: str | None = None) -> LabelSource:
-    """Labels for the grid of dataset `grid`: a raster (values > 0 = landslide) or polygons with a class field."""
+def open_labels(path: str, grid, class_field: str | None = "class", layer: str | None = None,
+                what: str = "Label layer") -> LabelSource:
+    """Labels for the grid of dataset `grid`: a raster (values > 0 = landslide) or polygons with a class field.
+
+    `what` names the layer in messages, e.g. "Truth layer (TRUTH)"."""
     path = str(path)
     if not os.path.exists(path):
         raise InputError(f"Label file '{path}' does not exist.")
@@ -280,7 +307,7 @@ def open_labels(path: str, grid, class_field: str | None = "class", layer: str |
         with raster.open_raster(path) as src, raster.aligned(src, grid, Resampling.nearest):
             pass  # raises a clear error when the label raster does not overlap the grid
         return LabelSource(path=path, raster_path=path)
-    return read_label_polygons(path, grid.crs, class_field, layer)
+    return read_label_polygons(path, grid.crs, class_field, layer, what)
 
 
 def rasterize_labels(labels: LabelSource, grid, window: Window, grid_transform=None) -> np.ndarray:
@@ -730,7 +757,7 @@ def export_chips(
         if abs(src.transform.b) > 0 or abs(src.transform.d) > 0:
             raise InputError(f"Stack '{stack_path}' is on a rotated grid; warp it to a north-up grid first.")
         area = src.window_bounds(win)
-        labels = open_labels(str(labels_path), src, class_field, label_layer)
+        labels = open_labels(str(labels_path), src, class_field, label_layer, what="Label layer (LABELS)")
         if labels.shapes is not None and not labels.shapes:
             raise InputError(f"Label layer '{labels_path}' has no feature with a class above 0 in field "
                              f"'{class_field}': nothing to learn landslides from.")
@@ -741,7 +768,7 @@ def export_chips(
             )
         region = None
         if region_path:
-            region = read_polygons(str(region_path), src.crs, layer=region_layer, what="Labelled-region layer")
+            region = read_polygons(str(region_path), src.crs, layer=region_layer, what="Labelled-region layer (REGION)")
             if not len(region.select(area)):
                 raise InputError(f"Labelled-region layer '{region_path}' does not overlap the raster area being "
                                  f"cut.")
@@ -836,11 +863,12 @@ def _manifest(src, layout, names, tile_size, stride, sampling, n_chips, positive
 def _split_plan(src, win, tile_size, split_block, split_block_size, regions_path, regions_layer,
                 split_field) -> SplitPlan:
     if regions_path:
-        polys = read_polygons(str(regions_path), src.crs, layer=regions_layer, what="Split-region layer")
+        polys = read_polygons(str(regions_path), src.crs, layer=regions_layer,
+                              what="Split-region layer (SPLIT_REGIONS)")
         fields = _layer_fields(str(regions_path), regions_layer)
         if split_field and split_field in fields:
             polys = read_polygons(str(regions_path), src.crs, layer=regions_layer, field=split_field,
-                                  what="Split-region layer")
+                                  what="Split-region layer (SPLIT_REGIONS)")
         if not len(polys.select(src.window_bounds(win))):
             raise InputError(f"Split-region layer '{regions_path}' does not overlap the raster area being cut.")
         return SplitPlan(win, regions=polys, grid=src)
@@ -1368,7 +1396,7 @@ def _load_native(folder: Path, landslide_classes, max_bytes: int) -> ChipSet:
             p = folder / kind / f"{row['id']}.tif"
             if not p.exists():
                 raise InputError(f"Chip folder '{folder}' lists chip {row['id']} but '{p}' is missing.")
-            with rasterio.open(p) as src:
+            with raster.reading(p), rasterio.open(p) as src:
                 if (src.height, src.width) != (t, t) or (kind == "images" and src.count != c):
                     raise InputError(f"Chip '{p}' is {src.count}×{src.height}×{src.width}, expected "
                                      f"{c if kind == 'images' else 1}×{t}×{t}.")

@@ -72,7 +72,7 @@ def _ndvi(nir: np.ndarray, red: np.ndarray) -> np.ndarray:
 def _sample(src, index: int) -> np.ndarray:
     """Valid values of one band from a decimated read (≤ 256² pixels): enough to tell units, cheap on any size."""
     h, w = min(src.height, 256), min(src.width, 256)
-    data = src.read(index, out_shape=(h, w), masked=True).astype(np.float64)
+    data = raster.read_raw(src, index, out_shape=(h, w), masked=True).astype(np.float64)
     values = np.ma.compressed(data)
     return values[np.isfinite(values)]
 

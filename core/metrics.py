@@ -23,7 +23,7 @@ from rasterio.warp import Resampling
 from rasterio.windows import Window
 
 from . import raster
-from .chips import IGNORE, open_labels, rasterize_labels
+from .chips import IGNORE, _hits, open_labels, rasterize_labels
 from .errors import InputError
 from .progress import Progress, check_canceled, or_null
 
@@ -498,7 +498,7 @@ def _open_prediction(path):
 
 @contextmanager
 def _open_sources(predictions: Sequence, truth_path, truth_field, truth_layer, area_path, area_layer,
-                  extent) -> Iterator[_Sources]:
+                  extent, parameter: str = "PREDICTION") -> Iterator[_Sources]:
     with ExitStack() as stack:
         stack.enter_context(raster.bounded_gdal_cache())
         grid = stack.enter_context(_open_prediction(predictions[0]))
@@ -506,9 +506,47 @@ def _open_sources(predictions: Sequence, truth_path, truth_field, truth_layer, a
         for path in predictions[1:]:
             src = stack.enter_context(_open_prediction(path))
             views.append(stack.enter_context(raster.aligned(src, grid, Resampling.nearest)))
-        truth = open_labels(str(truth_path), grid, truth_field, truth_layer)
-        area = open_labels(str(area_path), grid, None, area_layer) if area_path else None
+        truth = open_labels(str(truth_path), grid, truth_field, truth_layer, what="Truth layer (TRUTH)")
+        area = open_labels(str(area_path), grid, None, area_layer, what="Evaluation area (EVALUATION_AREA)") \
+            if area_path else None
+        _check_overlap(f"'{predictions[0]}' ({parameter})", grid.bounds, truth, truth_path, truth_field, area,
+                       area_path)
         yield _Sources(grid, views, truth, area, raster.window_from_extent(grid, extent))
+
+
+def _check_overlap(prediction: str, bounds, truth, truth_path, truth_field, area, area_path) -> None:
+    """Refuse truth polygons (or evaluation-area polygons) of which none lies on the prediction: every score would
+    then measure the mismatch of two places, not the prediction. (Truth that only misses a chosen EXTENT or
+    evaluation area still scores false alarms: that is a warning of the evaluation, not a refusal.)"""
+    box = "(bounds " + ", ".join(f"{v:.10g}" for v in bounds) + ")"
+    if truth.bboxes is not None and not len(truth.bboxes):
+        raise InputError(f"Truth layer '{truth_path}' (TRUTH) holds no landslide polygon (no feature with a class "
+                         f"above 0 in field '{truth_field}'), so there is nothing to score prediction {prediction} "
+                         f"against. Check the layer and its class field (TRUTH_FIELD), then run again.")
+    if truth.bboxes is not None and not len(_hits(truth.bboxes, bounds)):
+        raise InputError(f"None of the {len(truth.bboxes)} landslide polygons of truth '{truth_path}' (TRUTH) lies "
+                         f"on prediction {prediction} {box}: they map different places, so no score "
+                         f"would mean anything. Check that both cover the same area and that the truth layer's CRS "
+                         f"is right, then run again.")
+    if area is not None and area.bboxes is not None and not len(_hits(area.bboxes, bounds)):
+        raise InputError(f"Evaluation area '{area_path}' (EVALUATION_AREA) does not overlap prediction "
+                         f"{prediction} {box}, so no pixel could be scored. Check that both cover the same "
+                         f"area and that the area layer's CRS is right, then run again.")
+
+
+PROBABILITY_TOLERANCE = 1e-6  # float rounding allowed beyond 0 and 1
+
+
+def _check_probability_range(raw: np.ndarray, valid: np.ndarray, seen: list[float], path, parameter: str,
+                             advice: str) -> None:
+    """Refuse a raster read as probabilities that holds values outside 0–1; `seen` = [lowest, highest] so far."""
+    top, bottom = (np.inf, -np.inf) if raw.dtype.kind == "f" else (np.iinfo(raw.dtype).max, np.iinfo(raw.dtype).min)
+    seen[0] = min(seen[0], float(np.min(raw, where=valid, initial=top)))
+    seen[1] = max(seen[1], float(np.max(raw, where=valid, initial=bottom)))
+    if seen[0] < -PROBABILITY_TOLERANCE or seen[1] > 1.0 + PROBABILITY_TOLERANCE:
+        raise InputError(f"Prediction '{path}' ({parameter}) is read as a probability but holds values from "
+                         f"{seen[0]:.4g} to {seen[1]:.4g}; a probability lies between 0 and 1, so every threshold "
+                         f"and score would be meaningless. {advice}")
 
 
 def _is_probability(src, is_probability: bool | None) -> bool:
@@ -630,11 +668,16 @@ def evaluate_prediction(
         truth_objects = ObjectTally(objects, area_m2) if objects else None
         mapped_objects = ObjectTally(objects, area_m2) if objects else None
         tp = n_pred = n_pos = n_valid = 0
+        seen = [np.inf, -np.inf]
+        advice = ("If it is a mask or a class raster, set the prediction type (PREDICTION_TYPE) to Mask; if it is "
+                  "a probability in percent or 0–255, rescale it to 0–1 first.")
         share = 100.0 if not boundary_tolerance else 70.0
         with _stream(s, [cut], block, out_confusion, "confusion", "1=TP,2=FP,3=FN,4=TN,0=nodata",
                      {k: CONFUSION_COLOURS[k] for k in (TP, FP, FN, TN)}) as (strips, write, n_strips):
             for k, w, ((predicted,), (raw,), positive, valid) in strips:
                 check_canceled(progress)
+                if probability:
+                    _check_probability_range(raw, valid, seen, prediction_path, "PREDICTION", advice)
                 tp += int(np.count_nonzero(predicted & positive))
                 n_pred += int(np.count_nonzero(predicted))
                 n_pos += int(np.count_nonzero(positive))
@@ -667,6 +710,12 @@ def evaluate_prediction(
         ev.sweep = threshold_sweep(hist.positive, hist.negative)
         ev.best = _best_rows(ev.sweep)
     progress.log(format_metrics(ev.metrics))
+    warning = None
+    if n_pos == 0:  # still a count of false alarms, but no score of finding landslides
+        warning = (f"the truth '{truth_path}' holds no landslide pixel where the prediction is scored, so recall, "
+                   f"F1, MCC and IoU are undefined or 0 and say nothing about finding landslides; only the false "
+                   f"alarms (FP) count.")
+        progress.log(f"Warning: {warning}")
     if ev.objects:
         o = ev.objects
         progress.log(f"Landslides detected {o['detected']} of {o['landslides']}, false objects {o['false_objects']} "
@@ -678,7 +727,7 @@ def evaluate_prediction(
         info = {"kind": "evaluation", "name": name, "prediction": str(prediction_path), "truth": str(truth_path),
                 "evaluation_area": str(area_path) if area_path else None,
                 "prediction_type": "probability" if probability else "mask",
-                "threshold": threshold if probability else None, "pixels_evaluated": n_valid}
+                "threshold": threshold if probability else None, "pixels_evaluated": n_valid, "warning": warning}
         ev.report_path, ev.files = write_evaluation_report(out_report, info, ev)
     progress.set_progress(100.0)
     return ev
@@ -740,15 +789,22 @@ def compare_predictions(
     if names[0] == names[1]:
         names = (f"{names[0]} (A)", f"{names[1]} (B)")
     with _open_sources([prediction_a, prediction_b], truth_path, truth_field, truth_layer, area_path, area_layer,
-                       extent) as s:
+                       extent, parameter="PREDICTION_A") as s:
         kinds = [_is_probability(src, None) for src in s.predictions]
         cuts = [_threshold(src, k, t) for src, k, t in zip(s.predictions, kinds, thresholds)]
         counts = np.zeros(BOTH_TN + 1, dtype=np.int64)
         codes = "1=both TP,2=only A TP,3=only B TP,4=both FN,5=both FP,6=only A FP,7=only B FP,8=both TN,0=nodata"
         colours = {m.value: m.color for m in COMPARISON_CLASSES}
         with _stream(s, cuts, block, out_map, "comparison", codes, colours) as (strips, write, n_strips):
-            for k, w, ((a, b), _, positive, valid) in strips:
+            seen = [[np.inf, -np.inf], [np.inf, -np.inf]]
+            for k, w, ((a, b), raws, positive, valid) in strips:
                 check_canceled(progress)
+                for raw, kind, path, side, lo_hi in zip(raws, kinds, (prediction_a, prediction_b), "AB", seen):
+                    if kind:
+                        _check_probability_range(raw, valid, lo_hi, path, f"PREDICTION_{side}",
+                                                 "If it is a mask or a class raster, store it as integers (1 = "
+                                                 "landslide); if it is a probability in percent or 0–255, rescale "
+                                                 "it to 0–1 first.")
                 code = np.uint8(BOTH_TN) - 4 * positive.view(np.uint8) - 2 * a.view(np.uint8) - b.view(np.uint8)
                 code *= valid.view(np.uint8)
                 counts += np.bincount(code.ravel(), minlength=BOTH_TN + 1)

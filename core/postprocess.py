@@ -77,9 +77,10 @@ def open_mask_rules(rules: MaskRules | None, grid):
         if rules.scl_raster:
             scl = view(rules.scl_raster, Resampling.nearest)
             band = _band_or_first(scl, "SCL")
-            checks.append(lambda w: ~np.isin(scl.read(band, window=w), list(rules.scl_classes)))
+            checks.append(lambda w: ~np.isin(raster.read_raw(scl, band, window=w), list(rules.scl_classes)))
         if rules.exclude:
-            zones = open_labels(rules.exclude, grid, class_field=None, layer=rules.exclude_layer)
+            zones = open_labels(rules.exclude, grid, class_field=None, layer=rules.exclude_layer,
+                                what="Exclusion-zone layer (EXCLUDE)")
             checks.append(lambda w: rasterize_labels(zones, grid, w) != 1)
 
         def allowed(window: Window) -> np.ndarray:

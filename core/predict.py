@@ -27,6 +27,7 @@ from .training import _autocast, pick_device
 
 MASK_NODATA = 255
 WRITE_CHUNK = 2048  # columns written at once: keeps write buffers small on very wide rasters
+CLIP_Z = 1000.0  # normalised inputs are clipped to ±CLIP_Z standard deviations, so the network never overflows
 
 
 def _ramp(length: int, overlap: int) -> np.ndarray:
@@ -108,6 +109,7 @@ class _Inputs:
         self.views = [self.grid] + [stack.enter_context(raster.aligned(stack.enter_context(raster.open_raster(p)),
                                                                        self.grid)) for p in rasters[1:]]
         self.sources = sources
+        self.absurd = np.zeros(len(sources), np.int64)  # values read as nodata per band: ±Inf, ≥ ABSURD
 
     def read(self, window: Window) -> np.ndarray:
         out = np.empty((len(self.sources), int(window.height), int(window.width)), dtype=np.float32)
@@ -118,6 +120,10 @@ class _Inputs:
             data = raster.read_float(self.views[r], [b for _, b in items], window)
             for (i, _), band in zip(items, data):
                 out[i] = band
+        absurd = np.abs(out) >= raster.ABSURD  # ±Inf too; NaN (nodata already) compares False
+        if absurd.any():
+            out[absurd] = np.nan
+            self.absurd += np.count_nonzero(absurd, axis=(1, 2))
         return out
 
 
@@ -244,6 +250,12 @@ def sliding_window_predict(
                     mask_dst.write(mask[None], window=out_win)
 
         acc_top = 0  # first output row held in the accumulators (the rows not yet written)
+        n_valid = 0  # output pixels with a value (every input band valid)
+        band_valid = np.zeros(len(sources), np.int64)  # valid values read per band (overlapping tiles repeat)
+        seen = np.zeros(len(sources), np.int64)  # valid values per band that went into the network ...
+        clipped = np.zeros(len(sources), np.int64)  # ... and those of them beyond ±CLIP_Z standard deviations
+        low = np.full(len(sources), np.inf, np.float32)  # range of the clipped bands' values, for the messages
+        high = np.full(len(sources), -np.inf, np.float32)
         acc = np.zeros((0, width), dtype=np.float32)
         wsum = np.zeros((0, width), dtype=np.float32)
         valid_rows = np.zeros((0, width), dtype=bool)
@@ -260,17 +272,22 @@ def sliding_window_predict(
                 wsum = np.vstack([wsum, np.zeros((need, width), np.float32)])
                 valid_rows = np.vstack([valid_rows, np.zeros((need, width), bool)])
             off, c0 = r - acc_top, batch_cols[0]
-            valid_rows[off:off + th, c0:c0 + data.shape[2]] |= np.all(np.isfinite(data), axis=0)
-            x = np.nan_to_num((data - mean[:, None, None]) / std[:, None, None], nan=0.0, posinf=0.0, neginf=0.0)
-            probs = _predict_tiles(run_tiles, x, [c - c0 for c in batch_cols], tile_h, tile_w)
-            for c, p in zip(batch_cols, probs):
-                acc[off:off + th, c:c + tw] += p[:th, :tw] * w
-                wsum[off:off + th, c:c + tw] += w
+            finite = np.isfinite(data)
+            valid = np.all(finite, axis=0)
+            valid_rows[off:off + th, c0:c0 + data.shape[2]] |= valid
+            band_valid += np.count_nonzero(finite, axis=(1, 2))
+            if valid.any():  # a batch without one valid pixel has only nodata to write: no network needed
+                x = _normalise(data, finite, mean, std, seen, clipped, low, high)
+                probs = _predict_tiles(run_tiles, x, [c - c0 for c in batch_cols], tile_h, tile_w)
+                for c, p in zip(batch_cols, probs):
+                    acc[off:off + th, c:c + tw] += p[:th, :tw] * w
+                    wsum[off:off + th, c:c + tw] += w
             last_of_row = j + 1 == len(jobs) or jobs[j + 1][0] != k
             if last_of_row:
                 # Rows above the next tile row are final: hand them to the writer thread and drop them here.
                 done = (rows[k + 1] if k + 1 < len(rows) else height) - acc_top
                 writes.append(writer.submit(write_rows, acc[:done], wsum[:done], valid_rows[:done], acc_top))
+                n_valid += int(np.count_nonzero(valid_rows[:done]))
                 acc, wsum, valid_rows = acc[done:], wsum[done:], valid_rows[done:]
                 acc_top += done
                 while writes and writes[0].done():
@@ -278,6 +295,10 @@ def sliding_window_predict(
             predict_progress.set_progress(100.0 * (j + 1) / len(jobs))
         for w in writes:
             w.result()
+        # Inside the outputs' block: a refusal here leaves no file behind.
+        _refuse_meaningless(package, rasters, sources, extent, n_valid, band_valid, inputs.absurd, seen, clipped,
+                            low, high, mean, std)
+    _warn_sanitised(package, rasters, sources, inputs.absurd, clipped, low, high, progress)
     n_polygons = None
     if out_polygons:
         n_polygons = polygonize_mask(out_mask, out_polygons, out_probability, polygon_options,
@@ -289,6 +310,68 @@ def sliding_window_predict(
     return Prediction(Path(out_probability), Path(out_mask) if out_mask else None,
                       Path(out_polygons) if out_polygons else None, n_polygons, threshold, dev.type, n_tiles,
                       (tile_h, tile_w), overlap, engine_used)
+
+
+def _normalise(data, finite, mean, std, seen, clipped, low, high) -> np.ndarray:
+    """Standardised network input: nodata 0 (the mean), values beyond ±CLIP_Z standard deviations clipped.
+
+    `seen`, `clipped`, `low` and `high` (per band) are updated for the messages about clipped bands.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):  # huge values over tiny deviations: clipped just below
+        x = (data - mean[:, None, None]) / std[:, None, None]
+    seen += np.count_nonzero(finite, axis=(1, 2))
+    beyond = np.abs(x) > CLIP_Z  # NaN compares False
+    if beyond.any():
+        clipped += np.count_nonzero(beyond, axis=(1, 2))
+        np.minimum(low, np.min(data, axis=(1, 2), where=beyond, initial=np.inf), out=low)
+        np.maximum(high, np.max(data, axis=(1, 2), where=beyond, initial=-np.inf), out=high)
+        np.clip(x, -CLIP_Z, CLIP_Z, out=x)
+    return np.nan_to_num(x, copy=False, nan=0.0)
+
+
+def _band_source(band: str, rasters, source: tuple[int, int]) -> str:
+    r, b = source
+    return f"{band} (band {b} of '{rasters[r]}', {'INPUT' if r == 0 else 'OTHER_INPUTS'})"
+
+
+def _refuse_meaningless(package, rasters, sources, extent, n_valid, band_valid, absurd, seen, clipped, low, high,
+                        mean, std) -> None:
+    """Refuse an input that made no valid output pixel, or a band wholly out of the range the model knows."""
+    bands = package.input_bands
+    where = " inside the extent (EXTENT)" if extent is not None else ""
+    if n_valid == 0:
+        empty = [i for i, n in enumerate(band_valid) if n == 0]
+        if empty:
+            listed = "; ".join(_band_source(bands[i], rasters, sources[i]) for i in empty)
+            fills = (" or hold" if len(empty) > 1 else " or holds") + " only ±Inf or values of 1e30 and more " \
+                "(undeclared fill values)" if absurd[empty].any() else ""
+            raise InputError(f"The input has no valid pixel{where} in {listed}: "
+                             f"{'these bands are' if len(empty) > 1 else 'the band is'} all nodata{fills}, so the "
+                             f"landslide map would be empty. Check that the raster covers the area, that its nodata "
+                             f"value is right and that the band holds data, then run again.")
+        raise InputError(f"No pixel{where} has a valid value in every band the model needs ({', '.join(bands)}): "
+                         f"the bands' valid areas do not overlap, so the landslide map would be empty. Check that "
+                         f"the input rasters ({', '.join(map(str, rasters))}) cover the same area.")
+    for i, band in enumerate(bands):
+        if seen[i] and clipped[i] == seen[i]:
+            raise InputError(f"Every value of {_band_source(band, rasters, sources[i])} lies more than "
+                             f"{CLIP_Z:g} standard deviations from what the model was trained on (values "
+                             f"{low[i]:.4g} … {high[i]:.4g}; training mean {mean[i]:.4g}, deviation {std[i]:.4g}): "
+                             f"the band is in other units or scaled differently (e.g. reflectance 0–10000 instead "
+                             f"of 0–1, linear instead of dB). Convert it to the units of the training data, or "
+                             f"normalise with this raster's own statistics (NORMALIZATION), then run again.")
+
+
+def _warn_sanitised(package, rasters, sources, absurd, clipped, low, high, progress: Progress) -> None:
+    """Say in the log which input values were taken as nodata or clipped (the map is still meaningful)."""
+    for i, band in enumerate(package.input_bands):
+        if absurd[i]:
+            progress.log(f"Warning: {_band_source(band, rasters, sources[i])} holds ±Inf or values of 1e30 and more "
+                         f"(fill values the file does not declare as nodata?); those pixels were taken as nodata.")
+        if clipped[i]:
+            progress.log(f"Warning: {_band_source(band, rasters, sources[i])} holds values ({low[i]:.4g} … "
+                         f"{high[i]:.4g}) more than {CLIP_Z:g} standard deviations from the training data; they "
+                         f"were clipped. Check the band's units.")
 
 
 ENGINES = ["auto", "torch", "onnx"]

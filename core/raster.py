@@ -18,6 +18,7 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from affine import Affine
+from rasterio._err import CPLE_BaseError
 from rasterio.coords import BoundingBox, disjoint_bounds
 from rasterio.crs import CRS
 from rasterio.vrt import WarpedVRT
@@ -44,9 +45,74 @@ def open_raster(path: str | os.PathLike, **options) -> rasterio.io.DatasetReader
     if not path.startswith("/vsi") and not os.path.exists(path):
         raise InputError(f"Raster file '{path}' does not exist.")
     try:
-        return rasterio.open(path, **options)
+        src = rasterio.open(path, **options)
     except rasterio.errors.RasterioIOError as exc:
         raise InputError(f"'{path}' is not a raster GDAL can read ({exc}).") from None
+    if "num_threads" in options:
+        try:
+            check_blocks_in_file(src)
+        except InputError:
+            src.close()
+            raise
+    return src
+
+
+# Errors GDAL raises while reading pixels: a truncated download, a damaged copy, a vanished network file.
+READ_ERRORS = (rasterio.errors.RasterioError, CPLE_BaseError, OSError)
+# |value| at or above this is no measurement but a fill value the file does not declare as nodata (±3.4e38, the
+# float32 extremes ArcGIS and others write), or ±Inf: readers that compute with values take it as nodata.
+ABSURD = 1e30
+
+
+def source_path(src) -> str:
+    """The file behind a dataset, or behind the warped view of one (messages name what the user gave)."""
+    inner = getattr(src, "src_dataset", None)
+    return str(getattr(inner, "name", None) or getattr(src, "name", src))
+
+
+def unreadable(path, exc: BaseException | str) -> InputError:
+    """The error for a raster whose pixels cannot be read, naming the file and what to do."""
+    detail = " ".join(str(exc).replace("Read or write failed. ", "").split())
+    return InputError(f"Raster '{path}' could not be read ({detail}): the file is truncated or damaged, e.g. by an "
+                      f"interrupted download or copy. Replace it with a good copy (download, copy or export it "
+                      f"again), then run again.")
+
+
+@contextmanager
+def reading(src_or_path) -> Iterator[None]:
+    """Turn a GDAL/rasterio/OS error raised while reading into an InputError that names the file."""
+    try:
+        yield
+    except READ_ERRORS as exc:
+        path = src_or_path if isinstance(src_or_path, (str, os.PathLike)) else source_path(src_or_path)
+        raise unreadable(path, exc) from None
+
+
+def read_raw(src, *args, **kwargs) -> np.ndarray:
+    """`src.read(...)`, with read errors (truncated or damaged files) explained as an InputError."""
+    with reading(src):
+        return src.read(*args, **kwargs)
+
+
+def check_blocks_in_file(src) -> None:
+    """Refuse a GeoTIFF with blocks beyond the end of the file (a truncated download or copy).
+
+    GDAL's multi-threaded decoding (num_threads) fills a block it cannot read with zeros and raises nothing, so a
+    file read that way is checked first. Only the block table is read, never the pixels.
+    """
+    if src.driver != "GTiff" or not os.path.isfile(src.name):
+        return
+    size = os.path.getsize(src.name)
+    per_band = src.interleaving == rasterio.enums.Interleaving.band
+    for bidx in (range(1, src.count + 1) if per_band else [1]):
+        bh, bw = src.block_shapes[bidx - 1]
+        for row in range(math.ceil(src.height / bh)):
+            for col in range(math.ceil(src.width / bw)):
+                offset = src.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", bidx=bidx)
+                nbytes = src.get_tag_item(f"BLOCK_SIZE_{col}_{row}", "TIFF", bidx=bidx)
+                if offset and nbytes and int(offset) + int(nbytes) > size:
+                    raise unreadable(src.name, f"block {col},{row} of band {bidx} lies beyond the end of the "
+                                               f"file ({size} bytes)")
 
 
 def band_names(src) -> list[str]:
@@ -75,15 +141,15 @@ def read_float(src, indexes: Sequence[int] | int, window: Window | None = None,
         # Fast path (no mask-band read, no masked array): GDAL converts to float32 while reading, then the
         # nodata value becomes NaN. Only for dtypes float32 holds exactly, so the comparison stays exact.
         if out is not None:
-            out = src.read(idx, window=window, out=out.reshape((len(idx),) + out.shape[-2:]))
+            out = read_raw(src, idx, window=window, out=out.reshape((len(idx),) + out.shape[-2:]))
         else:
-            out = src.read(idx, window=window, out_dtype="float32")
+            out = read_raw(src, idx, window=window, out_dtype="float32")
         for k, i in enumerate(idx):
             nodata = src.nodatavals[i - 1]
             if nodata is not None and not np.isnan(nodata):
                 out[k][out[k] == np.float32(nodata)] = np.nan
         return out[0] if single else out
-    data = src.read(idx, window=window, masked=True)
+    data = read_raw(src, idx, window=window, masked=True)
     filled = np.ma.filled(data.astype(np.float32), np.nan)
     if out is not None:
         out[...] = filled[0] if single else filled
@@ -117,7 +183,7 @@ def read_valid(src, index: int, window: Window | None = None) -> tuple[np.ndarra
 
     The fast path for streaming checks: no float conversion and no mask-band read when nodata is a plain value.
     """
-    data = src.read(index, window=window)
+    data = read_raw(src, index, window=window)
     flags = src.mask_flag_enums[index - 1]
     nodata = src.nodatavals[index - 1]
     if data.dtype.kind == "f" and (nodata is None or np.isnan(nodata)) and \
@@ -128,7 +194,8 @@ def read_valid(src, index: int, window: Window | None = None) -> tuple[np.ndarra
     elif rasterio.enums.MaskFlags.all_valid in flags:
         valid = np.ones(data.shape, dtype=bool)
     else:  # a mask band or alpha band says which pixels are valid
-        valid = src.read_masks(index, window=window) > 0
+        with reading(src):
+            valid = src.read_masks(index, window=window) > 0
     if data.dtype.kind == "f":
         valid &= np.isfinite(data)
     return data, valid
@@ -381,7 +448,10 @@ def target_grid(src, crs=None, resolution: float | None = None, extent: Sequence
     output CRS) and cropped to `extent` (xmin, ymin, xmax, ymax in `extent_crs`, default the output CRS), snapped
     outwards to whole pixels."""
     grid = Grid.of(src)
-    if crs is not None and (grid.crs is None or CRS.from_user_input(crs) != grid.crs):
+    reproject = crs is not None and (grid.crs is None or CRS.from_user_input(crs) != grid.crs)
+    if resolution is not None:
+        check_resolution(resolution, area_bounds(grid.reprojected(crs) if reproject else grid, extent, extent_crs))
+    if reproject:
         grid = grid.reprojected(crs, resolution)
     elif resolution:
         grid = grid.with_resolution(resolution)
@@ -390,3 +460,38 @@ def target_grid(src, crs=None, resolution: float | None = None, extent: Sequence
             extent = transform_bounds(extent_crs, grid.crs, *extent, densify_pts=21)
         grid = grid.crop(window_from_extent(grid, extent))
     return grid
+
+
+MAX_OUTPUT_PIXELS = 2**31  # 2.1 billion pixels (8.6 GB per Float32 band): beyond this a pixel size is a mistake
+
+
+def area_bounds(grid, extent: Sequence[float] | None = None, extent_crs=None) -> tuple[float, float, float, float]:
+    """The part of `grid` an output covers: its bounds, cut to `extent` (in `extent_crs`, default the grid's CRS)
+    where they overlap."""
+    left, bottom, right, top = grid.bounds
+    if extent is None:
+        return left, bottom, right, top
+    if extent_crs is not None and grid.crs is not None and CRS.from_user_input(extent_crs) != grid.crs:
+        extent = transform_bounds(extent_crs, grid.crs, *extent, densify_pts=21)
+    box = (max(left, extent[0]), max(bottom, extent[1]), min(right, extent[2]), min(top, extent[3]))
+    return box if box[0] < box[2] and box[1] < box[3] else (left, bottom, right, top)
+
+
+def check_resolution(resolution: float, bounds: Sequence[float], parameter: str = "RESOLUTION") -> None:
+    """Refuse an output pixel size that is not positive, that is larger than the area `bounds` (xmin, ymin, xmax,
+    ymax in the output CRS) itself, or that would make more than MAX_OUTPUT_PIXELS pixels over it."""
+    width, height = bounds[2] - bounds[0], bounds[3] - bounds[1]
+    if not (math.isfinite(resolution) and resolution > 0):
+        raise InputError(f"The output resolution {parameter} must be a positive pixel size in CRS units, not "
+                         f"{resolution:g}; leave {parameter} empty to keep the input's pixel size.")
+    if resolution > max(width, height):
+        raise InputError(f"The output resolution {parameter} = {resolution:g} is larger than the whole area "
+                         f"({width:.6g} × {height:.6g} CRS units), so the output would be a single pixel; give a "
+                         f"pixel size below {max(width, height):.6g}, or leave {parameter} empty to keep the "
+                         f"input's.")
+    cols, rows = max(1.0, width / resolution), max(1.0, height / resolution)
+    if cols * rows > MAX_OUTPUT_PIXELS:
+        finest = math.sqrt(width * height / MAX_OUTPUT_PIXELS)
+        raise InputError(f"The output resolution {parameter} = {resolution:g} would make a raster of {cols:.3g} × "
+                         f"{rows:.3g} pixels, more than the {MAX_OUTPUT_PIXELS:,} (2^31) pixels an output may have; "
+                         f"give a pixel size of at least {finest:.3g} CRS units, or a smaller EXTENT.")

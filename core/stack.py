@@ -177,6 +177,13 @@ class _BandReader:
     def has(self, base: str) -> bool:
         return self._find(base) is not None or (base == "NDVI" and self.has("B08") and self.has("B04"))
 
+    def files(self, base: str) -> list[str]:
+        """The input file(s) band `base` is read from (NDVI derived: those of B08 and B04)."""
+        found = self._find(base)
+        if found is not None:
+            return [found[0].path]
+        return list(dict.fromkeys(self.files("B08") + self.files("B04"))) if self.has(base) else []
+
     def read(self, base: str, window) -> np.ndarray:
         found = self._find(base)
         if found is not None:
@@ -227,7 +234,8 @@ def build_change_stack(
         if reference_ds.crs is None:
             raise InputError(f"Raster '{reference_path}' has no CRS; the output grid needs one.")
         grid = raster.Grid.of(reference_ds)
-        if resolution:
+        if resolution is not None:
+            raster.check_resolution(resolution, raster.area_bounds(grid, extent))
             grid = grid.with_resolution(resolution)
             progress.log(f"Output grid: {grid.width}×{grid.height} px of {resolution:g} CRS units "
                          f"over '{reference_path}'")
@@ -258,6 +266,8 @@ def build_change_stack(
         with raster.create_raster(out_path, width=width, height=height, crs=grid.crs, transform=transform,
                                   dtype="float32", descriptions=names, nodata=np.nan,
                                   tags={"LANDSLIDE_MAPPER": "change_stack", "BANDS": ",".join(names)}) as dst:
+            band_valid = np.zeros(len(names), np.int64)  # valid pixels per band ...
+            n_complete = 0  # ... and pixels valid in every band
             for k, win in enumerate(raster.block_windows(width, height, block)):
                 check_canceled(progress)
                 src_win = win.__class__(win.col_off + window.col_off, win.row_off + window.row_off,
@@ -273,7 +283,34 @@ def build_change_stack(
                 for i, n in enumerate(names):
                     kind, base = _parse(n)
                     out[i] = get("post", base) - get("pre", base) if kind == "diff" else get(kind, base)
+                finite = np.isfinite(out)
+                band_valid += np.count_nonzero(finite, axis=(1, 2))
+                n_complete += int(np.count_nonzero(np.all(finite, axis=0)))
                 dst.write(out, window=win)
                 progress.set_progress(100.0 * (k + 1) / n_windows)
+            if n_complete == 0:  # refused inside the output's block: no file is left
+                _refuse_empty_stack(names, band_valid, readers, reference_path, extent)
     progress.log(f"Change stack written: {out_path} ({width}×{height} px, bands {', '.join(names)})")
     return Path(out_path)
+
+
+PARAMETERS = {"pre": "PRE", "post": "POST", "terrain": "TERRAIN"}
+
+
+def _refuse_empty_stack(names, band_valid, readers, reference_path, extent) -> None:
+    """Explain a stack without one pixel valid in every band: which bands are empty and which inputs they need."""
+    where = " inside the extent (EXTENT)" if extent is not None else ""
+    empty = [n for n, count in zip(names, band_valid) if count == 0]
+    if not empty:
+        raise InputError(f"No pixel of the stack has a value in every band ({', '.join(names)}){where}: the valid "
+                         f"areas of the inputs do not overlap on the grid of '{reference_path}'. Check that the "
+                         f"pre-event, post-event and terrain rasters cover the same area, then run again.")
+    inputs = []
+    for n in empty:
+        kind, base = _parse(n)
+        for epoch in (("pre", "post") if kind == "diff" else (kind,)):
+            inputs += [f"'{f}' ({PARAMETERS[epoch]})" for f in readers[epoch].files(base)]
+    raise InputError(f"Band(s) {', '.join(empty)} of the stack would be nodata everywhere{where}: the input(s) "
+                     f"{', '.join(dict.fromkeys(inputs))} hold no valid pixel on the grid of '{reference_path}'. "
+                     f"Check that they cover that area and are not all nodata (clouds, a wrong nodata value), "
+                     f"then run again.")

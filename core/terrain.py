@@ -154,11 +154,16 @@ def terrain_derivatives(
         with raster.create_raster(out_path, width=grid.width, height=grid.height, crs=grid.crs,
                                   transform=grid.transform, dtype="float32", descriptions=TERRAIN_BANDS,
                                   nodata=np.nan, tags=tags) as dst:
+            n_valid, fills = 0, False
             for k, win in enumerate(raster.block_windows(grid.width, grid.height, block)):
                 check_canceled(progress)
                 row0, col0 = int(win.row_off + offset.row_off), int(win.col_off + offset.col_off)
                 h, w = int(win.height), int(win.width)
-                z = _read_haloed(src, band, row0, col0, h, w, halo) * z_factor
+                z = _read_haloed(src, band, row0, col0, h, w, halo)
+                absurd = np.abs(z) >= raster.ABSURD  # ±Inf, ±3.4e38: fill values, not elevations
+                if absurd.any():
+                    z[absurd], fills = np.nan, True
+                z *= z_factor
                 rows = np.arange(row0, row0 + h)
                 dx, dy = dx_all[rows], dy_all[rows]
                 core = z[halo:halo + h, halo:halo + w]
@@ -170,9 +175,20 @@ def terrain_derivatives(
                 tpi = core - _masked_mean(sub, kernel)[ki:ki + h, kj:kj + w]
                 rough = roughness(z[halo - 1:halo + h + 1, halo - 1:halo + w + 1])[1:-1, 1:-1]
                 out = np.stack([core, slope, aspect, shade, tpi, rough]).astype(np.float32)
-                out[:, ~np.isfinite(core)] = np.nan
+                valid = np.isfinite(core)
+                out[:, ~valid] = np.nan
+                n_valid += int(np.count_nonzero(valid))
                 dst.write(out, window=win)
                 progress.set_progress(100.0 * (k + 1) / n_windows)
+            if n_valid == 0:  # refused inside the output's block: no file is left
+                where = " inside the extent (EXTENT)" if extent is not None else ""
+                also = "; ±Inf or 1e30 and more taken as nodata" if fills else ""
+                raise InputError(f"DEM '{dem}' (INPUT) holds only nodata{where} (band {band}, nodata value "
+                                 f"{src.nodatavals[band - 1]}{also}), so every terrain band would be empty. Check "
+                                 f"the DEM's nodata value and that it covers the area, then run again.")
+    if fills:
+        progress.log(f"Warning: DEM '{dem}' (INPUT) holds ±Inf or values of 1e30 and more (a nodata value the file "
+                     f"does not declare, such as -3.4e38?); those pixels were taken as nodata.")
     progress.log(f"Terrain written: {out_path} ({grid.width}×{grid.height} px, TPI radius {tpi_radius:g} m)")
     return Path(out_path)
 

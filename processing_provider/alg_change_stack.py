@@ -83,7 +83,7 @@ class ChangeStackAlgorithm(LandslideAlgorithm):
             extent=extent_or_none(self, parameters, "EXTENT", context, grid_layer.crs()),
             progress=progress,
             reference=layer_file(reference, "reference grid")[0] if reference else None,
-            resolution=optional_number(parameters, "RESOLUTION") or None,
+            resolution=optional_number(parameters, "RESOLUTION"),
         )
         self.style_output(context, out, None)
         return {"OUTPUT": out}

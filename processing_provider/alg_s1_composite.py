@@ -82,7 +82,7 @@ class S1CompositeAlgorithm(LandslideAlgorithm):
             enl=self.parameterAsDouble(parameters, "ENL", context),
             input_bands=[b for b in input_bands.split(",") if b.strip()] or None,
             crs=crs_or_none(self, parameters, "TARGET_CRS", context),
-            resolution=optional_number(parameters, "RESOLUTION") or None,
+            resolution=optional_number(parameters, "RESOLUTION"),
             extent=extent, extent_crs=extent_crs,
             progress=progress,
         )

@@ -168,9 +168,24 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
 DEVICES = ["auto", "cpu", "cuda"]
 
 
+def _refuse_empty_extent(alg: QgsProcessingAlgorithm, parameters, name: str, context) -> bool:
+    """False when the extent parameter is unset; refuses one given with zero width or height (a line or a point,
+    e.g. a click instead of a drag on the map), which would otherwise silently mean "the whole raster"."""
+    if not parameters.get(name):
+        return False
+    rect = alg.parameterAsExtent(parameters, name, context)  # in its own CRS: a reprojected line has a width
+    if rect is None or rect.isNull():
+        return False
+    if rect.isEmpty():
+        corners = ", ".join(f"{v:.10g}" for v in (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()))
+        raise InputError(f"The extent {name} ({corners}) has zero width or height, so it holds no pixel; draw an "
+                         f"area with both a width and a height, or leave {name} empty to process the whole raster.")
+    return True
+
+
 def extent_or_none(alg: QgsProcessingAlgorithm, parameters, name: str, context, crs):
     """The EXTENT parameter as (xmin, ymin, xmax, ymax) in `crs`, or None when it was left empty."""
-    if not parameters.get(name):
+    if not _refuse_empty_extent(alg, parameters, name, context):
         return None
     rect = alg.parameterAsExtent(parameters, name, context, crs)
     if rect is None or rect.isNull() or rect.isEmpty():
@@ -180,7 +195,7 @@ def extent_or_none(alg: QgsProcessingAlgorithm, parameters, name: str, context, 
 
 def extent_with_crs(alg: QgsProcessingAlgorithm, parameters, name: str, context):
     """The EXTENT parameter as ((xmin, ymin, xmax, ymax), CRS WKT or None) in its own CRS, or (None, None)."""
-    if not parameters.get(name):
+    if not _refuse_empty_extent(alg, parameters, name, context):
         return None, None
     crs = alg.parameterAsExtentCrs(parameters, name, context)
     rect = alg.parameterAsExtent(parameters, name, context, crs) if crs.isValid() else \
