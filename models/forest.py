@@ -15,6 +15,7 @@ from ..core.errors import InputError
 FOREST_ARCHITECTURES = ["RandomForest", "CART"]
 _ARRAYS = ("left", "right", "feature", "threshold", "value", "roots")
 _CHUNK = 1 << 16  # pixels per traversal pass: bounds the (pixels × trees) index arrays
+MAX_DEPTH = 1024  # deepest tree accepted from a package (scikit-learn trees on pixel data stay far below)
 
 
 class PixelForest(nn.Module):
@@ -60,15 +61,33 @@ class PixelForest(nn.Module):
         missing = [k for k in (*_ARRAYS, "depth") if k not in state]
         if missing:
             raise InputError(f"Tree weights '{source}' lack {', '.join(missing)}.")
+        if any(state[k].dim() != 1 for k in _ARRAYS) or state["depth"].numel() != 1:
+            raise InputError(f"Tree weights '{source}' are not flat node arrays with one depth value.")
+        integer = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+        if any(state[k].dtype not in integer for k in ("left", "right", "feature", "roots", "depth")) or any(
+                not state[k].is_floating_point() for k in ("threshold", "value")):
+            raise InputError(f"Tree weights '{source}' have node arrays of the wrong type (indexes must be integers, "
+                             f"thresholds and leaf values numbers).")
         n = state["left"].numel()
         if any(state[k].numel() != n for k in ("right", "feature", "threshold", "value")) or n == 0:
             raise InputError(f"Tree weights '{source}' have node arrays of different lengths.")
+        if state["roots"].numel() == 0:
+            raise InputError(f"Tree weights '{source}' hold no tree.")
+        depth = int(state["depth"].reshape(()))
+        if not 0 <= depth <= min(n, MAX_DEPTH):  # every pixel walks `depth` steps: bound the work
+            raise InputError(f"Tree weights '{source}' claim a depth of {depth}; at most {min(n, MAX_DEPTH)} "
+                             f"is possible here.")
+        if not bool(torch.isfinite(state["threshold"]).all()):
+            raise InputError(f"Tree weights '{source}' have split thresholds that are not finite numbers.")
+        value = state["value"]
+        if not bool((torch.isfinite(value) & (value >= 0) & (value <= 1)).all()):
+            raise InputError(f"Tree weights '{source}' have leaf values outside 0–1 (they are probabilities).")
         for k in ("left", "right", "roots"):
             if state[k].numel() and (int(state[k].min()) < 0 or int(state[k].max()) >= n):
                 raise InputError(f"Tree weights '{source}' point to nodes that do not exist.")
         if int(state["feature"].min()) < 0 or int(state["feature"].max()) >= in_channels:
             raise InputError(f"Tree weights '{source}' use band numbers beyond the {in_channels} input bands.")
-        return cls(*(state[k] for k in _ARRAYS), depth=int(state["depth"]))
+        return cls(*(state[k] for k in _ARRAYS), depth=depth)
 
     @property
     def n_trees(self) -> int:

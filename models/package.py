@@ -10,7 +10,7 @@ import platform
 import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -18,17 +18,15 @@ import torch
 
 from ..core.errors import InputError
 from ..core.raster import atomic_output
-from .forest import FOREST_ARCHITECTURES, PixelForest
-from .registry import ARCHITECTURES, create_model
+from .forest import PixelForest
+from .manifest import (MANIFEST, MAX_ENTRY_BYTES, MAX_MANIFEST_BYTES, PIXEL_BASELINE, SCHEMA_VERSION,
+                       load_manifest, open_archive, read_entry, validate_manifest)
+from .registry import create_model
 
-SCHEMA_VERSION = 1
 # Prediction defaults stored in new packages: large tiles compute few pixels twice (tiles shrink to fit the raster),
 # and 64 px of blended overlap hide tile seams. Both can be overridden when predicting.
 PREDICTION_TILE = 1024
 PREDICTION_OVERLAP = 64
-MANIFEST = "model.json"
-REQUIRED = ["schema_version", "task", "input_bands", "normalization", "tile_size", "threshold", "classes", "members"]
-FORBIDDEN_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt", ".npy")
 
 
 @dataclass
@@ -62,13 +60,20 @@ class ModelPackage:
                 for member, net in zip(self.manifest["members"], self.networks)]
 
 
-PIXEL_BASELINE = "pixel_baseline"  # member "kind" of a per-pixel tree classifier (models/forest.py)
+def _build(member: dict, in_channels: int, source: str) -> torch.nn.Module:
+    """A network from a member's architecture name and model_kwargs (ResUNet included), weights not loaded.
 
-
-def _build(member: dict, in_channels: int) -> torch.nn.Module:
-    """A network from a member's architecture name and model_kwargs (ResUNet included), weights not loaded."""
-    return create_model(member["architecture"], member["encoder"], in_channels,
-                        classes=int(member.get("out_channels", 1)), **member.get("model_kwargs", {}))
+    The manifest is already checked (model_kwargs allow-listed and typed), but a combination of allowed values can
+    still be one the network cannot take; that is a bad package, not a crash.
+    """
+    try:
+        return create_model(member["architecture"], member.get("encoder") or "", in_channels,
+                            classes=member.get("out_channels") or 1, **(member.get("model_kwargs") or {}))
+    except InputError as exc:
+        raise InputError(f"{source}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any failure to build is a bad package for the person
+        raise InputError(f"{source}: a {member['architecture']} network cannot be built from its model_kwargs "
+                         f"({type(exc).__name__}: {str(exc)[:200]}).") from None
 
 
 def software_versions() -> dict:
@@ -124,9 +129,14 @@ def write_package(path: str | os.PathLike, manifest: dict, member_weights: Seque
 
     if len(member_weights) != len(manifest["members"]):
         raise ValueError("one state dict per manifest member is needed")
+    text = json.dumps(manifest, indent=2)
+    validate_manifest(json.loads(text), Path(path).name)  # never write a package that reading would refuse
+    if len(text.encode()) > MAX_MANIFEST_BYTES:
+        raise InputError(f"The manifest of '{Path(path).name}' would exceed {MAX_MANIFEST_BYTES:,} bytes, more than a "
+                         f"package may hold.")
     with atomic_output(path) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr(MANIFEST, json.dumps(manifest, indent=2))
+            zf.writestr(MANIFEST, text)
             for member, state in zip(manifest["members"], member_weights):
                 tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
                 zf.writestr(member["weights"], save(tensors))
@@ -134,76 +144,40 @@ def write_package(path: str | os.PathLike, manifest: dict, member_weights: Seque
 
 
 def read_package(path: str | os.PathLike) -> ModelPackage:
-    """Open and validate a package; every refusal names the file and what is wrong."""
+    """Open and validate a package; every refusal names the file and what is wrong.
+
+    The zip and model.json are checked by models.manifest (limits, schema, allow-listed model_kwargs) before any
+    weights are read; weights are safetensors only, read through a bounded reader.
+    """
     from safetensors.torch import load
 
     path = Path(path)
     name = path.name
-    if not path.exists():
-        raise InputError(f"Model package '{path}' does not exist.")
-    if not zipfile.is_zipfile(path):
-        raise InputError(f"'{name}' is not a Landslide Mapper model package (.lmpkg is a zip file).")
-    with zipfile.ZipFile(path) as zf:
-        entries = zf.namelist()
-        for entry in entries:
-            p = PurePosixPath(entry.replace("\\", "/"))
-            if p.is_absolute() or ".." in p.parts:
-                raise InputError(f"Model package '{name}' contains an unsafe path '{entry}'; refusing to read it.")
-            if entry.lower().endswith(FORBIDDEN_SUFFIXES):
-                raise InputError(f"Model package '{name}' contains '{entry}', a pickle-style file that could run "
-                                 f"code; only safetensors weights are accepted.")
-        if MANIFEST not in entries:
-            raise InputError(f"Model package '{name}' has no {MANIFEST}.")
-        try:
-            manifest = json.loads(zf.read(MANIFEST))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InputError(f"{MANIFEST} in '{name}' is not valid JSON: {exc}") from None
-        _validate_manifest(manifest, name)
+    with open_archive(path) as zf:
+        manifest = load_manifest(zf, name)
+        n_bands = len(manifest["input_bands"])
         networks = []
-        for member in manifest["members"]:
-            wname = member.get("weights", "")
-            if wname not in entries:
-                raise InputError(f"Model package '{name}' lists weights '{wname}' that are not in the zip.")
+        for i, member in enumerate(manifest["members"]):
+            wname = member["weights"]
+            data = read_entry(zf, wname, MAX_ENTRY_BYTES, name)
             try:
-                state = load(zf.read(wname))
+                state = load(data)
             except Exception as exc:  # noqa: BLE001
                 raise InputError(f"Weights '{wname}' in '{name}' are not a valid safetensors file: {exc}") from None
+            del data
             if member.get("kind") == PIXEL_BASELINE:
-                networks.append(PixelForest.from_state(state, len(manifest["input_bands"]), f"{name}:{wname}"))
+                networks.append(PixelForest.from_state(state, n_bands, f"{name}:{wname}"))
                 continue
-            net = _build(member, len(manifest["input_bands"]))
+            net = _build(member, n_bands, f"Model package '{name}', members[{i}]")
             try:
                 net.load_state_dict(state)
-            except RuntimeError as exc:
-                first = str(exc).splitlines()[0]
+            except (RuntimeError, ValueError, TypeError) as exc:
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 raise InputError(f"Weights '{wname}' in '{name}' do not fit a {member['architecture']}/"
-                                 f"{member['encoder']} network with {len(manifest['input_bands'])} input bands "
+                                 f"{member.get('encoder')} network with {n_bands} input bands "
                                  f"({first}).") from None
             networks.append(net)
     return ModelPackage(path, manifest, networks)
-
-
-def _validate_manifest(m: dict, name: str) -> None:
-    missing = [k for k in REQUIRED if k not in m]
-    if missing:
-        raise InputError(f"{MANIFEST} in '{name}' lacks {', '.join(missing)}.")
-    if m["schema_version"] > SCHEMA_VERSION:
-        raise InputError(f"'{name}' was written by a newer Landslide Mapper (schema {m['schema_version']}); "
-                         f"update the plugin.")
-    bands = m["input_bands"]
-    if not bands:
-        raise InputError(f"'{name}' declares no input bands.")
-    lacking = [b for b in bands if b not in m["normalization"] or "mean" not in m["normalization"][b]
-               or "std" not in m["normalization"][b]]
-    if lacking:
-        raise InputError(f"'{name}' has no normalisation statistics for band(s) {', '.join(lacking)}.")
-    if not m["members"]:
-        raise InputError(f"'{name}' lists no network weights.")
-    for member in m["members"]:
-        known = FOREST_ARCHITECTURES if member.get("kind") == PIXEL_BASELINE else ARCHITECTURES
-        if member.get("architecture") not in known:
-            raise InputError(f"'{name}' uses unknown architecture '{member.get('architecture')}'; this plugin "
-                             f"knows {', '.join(known)}.")
 
 
 def match_bands(package: ModelPackage, raster_bands: Sequence[str], source: str) -> list[int]:

@@ -15,7 +15,9 @@ class PackageInfoAlgorithm(LandslideAlgorithm):
         "Opens a model package (.lmpkg), checks it completely (manifest, band statistics, weights) and prints a "
         "summary: the networks or classifier inside, the input bands in order (build your change stack with "
         "these), the training pixel size, the decision threshold and the validation scores.\n"
-        "A package that is damaged or unsafe (e.g. containing executable pickle files) is refused with the reason."
+        "A package may come from anyone, so it is treated as untrusted: one that is damaged or unsafe (pickle files, "
+        "archives inside it, oversized entries, network settings that name files or code, values out of range) is "
+        "refused with the reason and the field at fault, before any of it is used."
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802

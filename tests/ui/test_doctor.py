@@ -82,9 +82,11 @@ assert any("Doctor" in w and "torch" in w for w in warnings), warnings
 
 package, stack = sys.argv[1], sys.argv[2]
 with zipfile.ZipFile(package, "w") as zf:  # a manifest is enough for the card
-    zf.writestr("model.json", json.dumps({"schema_version": 1, "input_bands": ["pre_VV", "post_VV"],
+    zf.writestr("model.json", json.dumps({"schema_version": 1, "task": "binary_segmentation",
+        "input_bands": ["pre_VV", "post_VV"],
         "members": [{"architecture": "Unet", "encoder": "resnet18", "weights": "w.safetensors"}],
-        "threshold": 0.4, "tile_size": 64, "normalization": {}, "classes": []}))
+        "threshold": 0.4, "tile_size": 64, "classes": [],
+        "normalization": {"pre_VV": {"mean": -8.0, "std": 1.0}, "post_VV": {"mean": -8.0, "std": 1.0}}}))
     zf.writestr("w.safetensors", b"not read for the card")
 QgsProject.instance().addMapLayer(QgsRasterLayer(stack, "stack"))
 model = plugin.show_dock("model")
