@@ -34,6 +34,7 @@ from rasterio.windows import Window
 from . import raster
 from .chip_tiles import TileWriter
 from .errors import InputError
+from .outputs import FolderKind, atomic_output, refuse_unsafe_target
 from .progress import Progress, SubProgress, check_canceled, or_null
 
 IGNORE = 255
@@ -611,12 +612,14 @@ def _grid_positions(length: int, tile: int, stride: int) -> list[int]:
     return pos
 
 
+# What a chip export writes (both layouts): a folder holding only these may be replaced by a new export.
+CHIP_FOLDER = FolderKind("chip export", "chips.json", frozenset({
+    "chips.json", "stats.json", "index.csv", "preview.png", "images", "labels", "map.txt", "stats.txt",
+    "esri_model_definition.emd", "esri_accumulated_stats.json"}))
+
+
 def _prepare_output_folder(folder: Path) -> None:
-    if folder.exists() and any(folder.iterdir()) and not (folder / "chips.json").exists():
-        raise InputError(
-            f"Output folder '{folder}' is not empty and holds no earlier chip export; choose an empty folder "
-            f"so nothing of yours is overwritten."
-        )
+    refuse_unsafe_target(folder.absolute(), is_dir=True, parameter="OUTPUT_FOLDER", kind=CHIP_FOLDER)
 
 
 @dataclass
@@ -791,7 +794,7 @@ def export_chips(
             plan.assign(unit_positives, fractions, seed)
             from .arcgis_tiles import ArcGISLayout  # noqa: PLC0415 - the ArcGIS writer imports this module
 
-            with raster.atomic_output(out_folder, is_dir=True) as tmp:
+            with atomic_output(out_folder, is_dir=True, kind=CHIP_FOLDER) as tmp:
                 writer_cls = ArcGISLayout if layout == "arcgis" else NativeLayout
                 out = writer_cls(tmp, src, win, names, tile_size, labels.classes)
                 cutter = _Cutter(out, plan, lut, names, tile_size, min_valid_fraction, min_positive_pixels, seed)

@@ -25,6 +25,7 @@ from rasterio.windows import Window
 from . import raster
 from .chips import IGNORE, _hits, open_labels, rasterize_labels
 from .errors import InputError
+from .outputs import atomic_output
 from .progress import Progress, check_canceled, or_null
 
 
@@ -847,7 +848,7 @@ def _pyplot():
 
 def _save(fig, png_path) -> Path:
     plt = _pyplot()
-    with raster.atomic_output(png_path) as tmp:
+    with atomic_output(png_path) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight")
     plt.close(fig)
     return Path(png_path)
@@ -1003,7 +1004,7 @@ SWEEP_COLUMNS = ("threshold", "precision", "recall", "f1", "mcc", "iou", "bias",
 
 
 def write_sweep_csv(rows: Sequence[dict], path: str | os.PathLike) -> Path:
-    with raster.atomic_output(path) as tmp:
+    with atomic_output(path) as tmp:
         with open(tmp, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(SWEEP_COLUMNS)
@@ -1057,7 +1058,7 @@ def _metric_rows(metrics_list: Sequence[dict]) -> list[list[str]]:
 
 
 def _write_text(path: Path, text: str) -> Path:
-    with raster.atomic_output(path) as tmp:
+    with atomic_output(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path
 

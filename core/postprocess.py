@@ -3,11 +3,13 @@ polygons with attributes, merging of nearby pieces (buffer-dissolve) and removal
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -17,6 +19,7 @@ from rasterio.windows import Window
 
 from . import raster
 from .errors import InputError
+from .outputs import atomic_output
 from .progress import Progress, check_canceled, or_null
 
 SCL_CLOUDS = (3, 8, 9, 10)  # cloud shadow, cloud medium/high probability, thin cirrus
@@ -233,7 +236,7 @@ def polygonize_mask(
             if options.slope_raster:
                 slope_ds = stack.enter_context(raster.open_raster(options.slope_raster))
                 slope = stack.enter_context(raster.aligned(slope_ds, src))
-            with raster.atomic_output(out_path) as tmp:
+            with atomic_output(out_path) as tmp:
                 ds = ogr.GetDriverByName(_vector_driver(out_path)).CreateDataSource(str(tmp))
                 srs = osr.SpatialReference()
                 srs.ImportFromWkt(crs.to_wkt())
@@ -263,13 +266,37 @@ def polygonize_mask(
                         if np.isfinite(s).any():
                             feat.SetField("max_slope", float(np.nanmax(s)))
                     feat.SetGeometry(ogr.ForceToMultiPolygon(geom))
-                    layer.CreateFeature(feat)
+                    if layer.CreateFeature(feat) != ogr.OGRERR_NONE:
+                        raise OSError(errno.EIO, "writing a polygon failed", str(out_path))
                     written += 1
-                layer.CommitTransaction()
+                if layer.CommitTransaction() != ogr.OGRERR_NONE:
+                    raise OSError(errno.EIO, "saving the polygons failed", str(out_path))
                 ds = None
+                check_vector_written(tmp, written, out_path)
     progress.set_progress(100.0)
     progress.log(f"{written} landslide polygons written to {out_path}")
     return written
+
+
+def check_vector_written(path, expected: int, output) -> None:
+    """Refuse a vector file that does not read back with every feature (OGR reports a full disk only in its log)."""
+    from osgeo import ogr
+
+    ds = ogr.Open(str(path))
+    count = ds.GetLayer(0).GetFeatureCount() if ds is not None and ds.GetLayerCount() else -1
+    ds = None
+    if count != expected:
+        raise OSError(errno.ENOSPC if _low_space(output) else errno.EIO,
+                      "the polygon file is incomplete", str(output))
+
+
+def _low_space(path) -> bool:
+    import shutil
+
+    try:
+        return shutil.disk_usage(Path(path).absolute().parent).free < 64 * 2**20
+    except OSError:
+        return False
 
 
 def _vector_driver(path) -> str:

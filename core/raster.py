@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ from rasterio.warp import Resampling, calculate_default_transform, transform_bou
 from rasterio.windows import Window
 
 from .errors import InputError
+from .outputs import atomic_output, discard, temp_sibling
 
 DEFAULT_BLOCK = 1024  # pixels per side of a processing window: ~4 MB per float32 band
 GDAL_CACHE_BYTES = 256 * 2**20  # GDAL's default block cache is 5 % of RAM (1.2 GB here): bound it
@@ -103,6 +102,16 @@ def check_blocks_in_file(src) -> None:
     if src.driver != "GTiff" or not os.path.isfile(src.name):
         return
     size = os.path.getsize(src.name)
+    missing = missing_block(src, size, sparse_ok=True)  # an input may leave empty blocks out on purpose
+    if missing:
+        raise unreadable(src.name, f"{missing} lies beyond the end of the file ({size} bytes)")
+
+
+def missing_block(src, size: int, sparse_ok: bool) -> str | None:
+    """The first block of `src` whose bytes are not inside its file of `size` bytes, or None.
+
+    `sparse_ok=False` also counts blocks without bytes (never written) as missing.
+    """
     per_band = src.interleaving == rasterio.enums.Interleaving.band
     for bidx in (range(1, src.count + 1) if per_band else [1]):
         bh, bw = src.block_shapes[bidx - 1]
@@ -110,9 +119,12 @@ def check_blocks_in_file(src) -> None:
             for col in range(math.ceil(src.width / bw)):
                 offset = src.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", bidx=bidx)
                 nbytes = src.get_tag_item(f"BLOCK_SIZE_{col}_{row}", "TIFF", bidx=bidx)
-                if offset and nbytes and int(offset) + int(nbytes) > size:
-                    raise unreadable(src.name, f"block {col},{row} of band {bidx} lies beyond the end of the "
-                                               f"file ({size} bytes)")
+                if not (offset and nbytes and int(offset)):
+                    if not sparse_ok:
+                        return f"block {col},{row} of band {bidx}"
+                elif int(offset) + int(nbytes) > size:
+                    return f"block {col},{row} of band {bidx}"
+    return None
 
 
 def band_names(src) -> list[str]:
@@ -278,46 +290,6 @@ def aligned(src, reference, resampling: Resampling = Resampling.bilinear, src_no
         yield vrt
 
 
-def _temp_sibling(path: Path, suffix: str = "") -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
-    os.unlink(tmp)
-    return Path(tmp)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        for p in (path, Path(str(path) + ".aux.xml"), Path(str(path) + ".ovr")):
-            if p.exists():
-                p.unlink()
-
-
-@contextmanager
-def atomic_output(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]:
-    """Yield a temporary sibling of `path`; rename it over `path` on success, delete it on any error.
-
-    This is how every output is written, so a failed or canceled run never leaves a half-written file.
-    """
-    path = Path(path).resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_sibling(path, suffix=path.suffix)
-    if is_dir:
-        tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
-        _remove(tmp)
-        raise
-    if path.exists():
-        _remove(path)
-    os.replace(tmp, path)
-    aux = Path(str(tmp) + ".aux.xml")
-    if aux.exists():
-        os.replace(aux, str(path) + ".aux.xml")
-
-
 def gtiff_profile(*, width, height, count, dtype, crs, transform, nodata, block: int = 256) -> dict:
     """A tiled, compressed GeoTIFF profile (tiling keeps windowed reads and writes cheap)."""
     profile = dict(driver="GTiff", width=width, height=height, count=count, dtype=dtype, crs=crs,
@@ -351,7 +323,7 @@ def create_raster(
     `fast=True` compresses at DEFLATE level 1: ~7× faster to write for a few % more bytes (class maps).
     """
     with atomic_output(path) as tmp:
-        stage = _temp_sibling(Path(tmp), ".tif") if cog else tmp
+        stage = temp_sibling(Path(tmp), ".tif") if cog else tmp
         profile = gtiff_profile(width=width, height=height, count=len(descriptions), dtype=dtype, crs=crs,
                                 transform=transform, nodata=nodata)
         if cog:  # the COG copy compresses; compressing the staging file too would do the work twice
@@ -366,6 +338,7 @@ def create_raster(
                 if tags:
                     dst.update_tags(**{k: str(v) for k, v in tags.items()})
                 yield dst
+            check_tiff_complete(stage, path)
             if cog:
                 # DEFLATE level 1: half the time of the default level for ~4 % more bytes (measured on a
                 # 4096² probability map), readable by every GDAL-based GIS.
@@ -374,10 +347,49 @@ def create_raster(
                                OVERVIEW_RESAMPLING="AVERAGE" if np.dtype(dtype).kind == "f" else "NEAREST")
                 if np.dtype(dtype).kind == "f":
                     options["PREDICTOR"] = "FLOATING_POINT"
-                rasterio.shutil.copy(stage, tmp, driver="COG", **options)
+                try:
+                    rasterio.shutil.copy(stage, tmp, driver="COG", **options)
+                except rasterio.errors.RasterioError as exc:
+                    raise InputError(_write_failure(tmp, path, str(exc))) from None
+                check_tiff_complete(tmp, path)
         finally:
             if cog:
-                _remove(Path(stage))
+                discard(Path(stage))
+
+
+def check_tiff_complete(path: str | os.PathLike, output: str | os.PathLike) -> None:
+    """Refuse a GeoTIFF whose blocks did not all reach the disk (full disk, file-size limit, I/O error).
+
+    GDAL reports such write errors only to its log and still closes the file "successfully", so the file's own
+    block table is checked instead: every block of every band and overview must lie inside the file. This reads
+    only the directory, never the pixels.
+    """
+    size = os.path.getsize(path)
+    try:
+        with rasterio.open(path) as src:
+            levels = len(src.overviews(1))
+        for level in [None] + list(range(levels)):  # each overview is a grid of blocks of its own
+            with rasterio.open(path, overview_level=level) as src:
+                missing = missing_block(src, size, sparse_ok=False)
+            if missing:
+                raise InputError(_write_failure(path, output, f"{missing} did not reach the disk"))
+    except rasterio.errors.RasterioError as exc:
+        raise InputError(_write_failure(path, output, str(exc))) from None
+
+
+def _write_failure(path, output, detail: str) -> str:
+    import shutil
+
+    folder = Path(output).absolute().parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    if free is not None and free < 64 * 2**20:
+        return (f"Not enough space on the disk of '{folder}' to write '{Path(output).name}' ({free / 2**20:.1f} MB "
+                f"free); nothing was written. Free some space or choose another folder, then run again.")
+    return (f"Writing '{output}' failed ({detail}); nothing was written. Check the disk and the folder's "
+            f"file-size limits, then run again.")
 
 
 def pixel_size(src) -> tuple[float, float]:

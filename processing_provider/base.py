@@ -15,6 +15,7 @@ from qgis.core import (
 )
 
 from ..core.errors import Canceled, InputError
+from ..core.outputs import FolderKind, check_run_paths, explain_os_error, output_run
 
 STYLES = Path(__file__).resolve().parent.parent / "ui" / "styles"
 
@@ -141,15 +142,36 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
         return type(self)()
 
     def processAlgorithm(self, parameters, context: QgsProcessingContext, feedback: QgsProcessingFeedback):  # noqa: N802
+        """Check every output against the inputs, then compute; all outputs appear together or not at all."""
         try:
-            return self.compute(parameters, context, feedback, FeedbackProgress(feedback))
+            check_run_paths(run_inputs(self, parameters, context), run_outputs(self, parameters, context))
+            with output_run():
+                return self.compute(parameters, context, feedback, FeedbackProgress(feedback))
         except InputError as exc:
             raise QgsProcessingException(str(exc)) from None
-        except Canceled:
-            raise QgsProcessingException("Canceled by the user; no output was written.") from None
+        except Canceled as exc:
+            detail = str(exc) if str(exc) != Canceled.DEFAULT else ""
+            raise QgsProcessingException(f"Canceled by the user; no output was written.{' ' + detail if detail else ''}"
+                                         ) from None
+        except OSError as exc:  # a full disk, a folder without write permission, a vanished file
+            raise QgsProcessingException(explain_os_error(exc)) from None
+        except QgsProcessingException:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug of ours: say so plainly, keep the details for a report
+            import traceback
+
+            feedback.pushDebugInfo(traceback.format_exc())
+            raise QgsProcessingException(
+                f"{self.displayName()} stopped on an unexpected error ({type(exc).__name__}: {exc}). Nothing was "
+                f"written. Please report it to the plugin's issue tracker with the Processing log."
+            ) from None
 
     def compute(self, parameters, context, feedback, progress) -> dict:
         raise NotImplementedError
+
+    def folder_kinds(self) -> dict[str, FolderKind]:
+        """Folder outputs that may replace an earlier output of the same kind (parameter name -> FolderKind)."""
+        return {}
 
     def add_advanced(self, parameters) -> None:
         """Add parameters under the dialog's "Advanced parameters" fold."""
@@ -166,6 +188,78 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
 
 
 DEVICES = ["auto", "cpu", "cuda"]
+TEMPORARY = "TEMPORARY_OUTPUT"
+
+
+def _value_string(value, context) -> str | None:
+    """A parameter value as the string it stands for (a path, a layer id or a URI), or None."""
+    from qgis.core import QgsMapLayer, QgsProcessingFeatureSourceDefinition, QgsProcessingOutputLayerDefinition, \
+        QgsProperty
+
+    if isinstance(value, QgsProcessingOutputLayerDefinition):
+        value = value.sink
+    if isinstance(value, QgsProcessingFeatureSourceDefinition):
+        value = value.source
+    if isinstance(value, QgsProperty):
+        value = value.valueAsString(context.expressionContext())
+        value = value[0] if isinstance(value, tuple) else value
+    if isinstance(value, QgsMapLayer):
+        value = value.source()
+    return str(value) if value not in (None, "") else None
+
+
+def _file_of(text: str, context) -> str | None:
+    """The local file behind a path, a layer id/name or a provider URI, or None (memory/web/database sources)."""
+    from qgis.core import QgsProcessingUtils, QgsProviderRegistry
+
+    layer = QgsProcessingUtils.mapLayerFromString(text, context, False)
+    if layer is not None:
+        provider = layer.providerType() if hasattr(layer, "providerType") else layer.dataProvider().name()
+        text = QgsProviderRegistry.instance().decodeUri(provider, layer.source()).get("path") or layer.source()
+    path = text.split("|", 1)[0]
+    if "://" in path or path.startswith(("memory:", "postgres:", "/vsi")):
+        return None
+    return path
+
+
+def run_inputs(alg: QgsProcessingAlgorithm, parameters, context) -> list[tuple[str, str]]:
+    """(parameter, local file) of every input of a run: layers, layer lists and files."""
+    from qgis.core import QgsProcessingDestinationParameter
+
+    found = []
+    for definition in alg.parameterDefinitions():
+        if isinstance(definition, QgsProcessingDestinationParameter):
+            continue
+        value = parameters.get(definition.name())
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            text = _value_string(v, context)
+            path = _file_of(text, context) if text and definition.type() in _INPUT_TYPES else None
+            if path and Path(path).exists():
+                found.append((definition.name(), path))
+    return found
+
+
+_INPUT_TYPES = {"raster", "vector", "source", "file", "multilayer", "layer", "mesh", "pointcloud"}
+
+
+def run_outputs(alg: "LandslideAlgorithm", parameters, context) -> list[tuple[str, str, bool, FolderKind | None]]:
+    """(parameter, path, is_folder, folder kind) of every output the user named (temporary outputs skipped)."""
+    from qgis.core import QgsProcessingDestinationParameter, QgsProcessingParameterFolderDestination
+
+    found = []
+    for definition in alg.parameterDefinitions():
+        if not isinstance(definition, QgsProcessingDestinationParameter):
+            continue
+        text = _value_string(parameters.get(definition.name()), context)
+        if not text or text == TEMPORARY or text.startswith(("memory:", "ogr:", "postgres:", "postgis:")):
+            continue
+        is_dir = isinstance(definition, QgsProcessingParameterFolderDestination)
+        path = Path(text.split("|", 1)[0])
+        if not is_dir and not path.suffix and not path.is_dir():
+            path = path.with_suffix("." + definition.defaultFileExtension())  # as QGIS completes the name
+        found.append((definition.name(), str(path), is_dir, alg.folder_kinds().get(definition.name())))
+    return found
 
 
 def _refuse_empty_extent(alg: QgsProcessingAlgorithm, parameters, name: str, context) -> bool:
