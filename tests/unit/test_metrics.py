@@ -119,7 +119,7 @@ def test_non_overlapping_truth_raster_is_refused(tmp_path, truth_and_prediction,
 
 
 def test_confusion_quicklook_png_keeps_small_objects_visible(tmp_path, raster_writer):
-    from landslide_mapper.core.metrics import _decimate_codes, plot_confusion_map
+    from landslide_mapper.core.metrics.plots import _decimate_codes, plot_confusion_map
 
     codes = np.full((3000, 1500), 4, np.uint8)
     codes[100, 100] = 3  # a single missed pixel

@@ -8,6 +8,7 @@ from osgeo import osr
 from support import write_polygons
 
 from landslide_mapper.core import metrics
+from landslide_mapper.core.metrics import plots
 from landslide_mapper.core.metrics import (
     BOTH_FN,
     BOTH_FP,
@@ -201,7 +202,7 @@ def test_comparison_quicklook_keeps_disagreements_visible(tmp_path, raster_write
     codes = np.full((2000, 1000), BOTH_TN, np.uint8)
     codes[500, 500] = ONLY_B_TP
     path = raster_writer(tmp_path / "c.tif", codes, ["comparison"], nodata=0)
-    small = metrics._decimate_codes(path, 500, metrics._COMPARISON_PRIORITY)
+    small = plots._decimate_codes(path, 500, plots._COMPARISON_PRIORITY)
     assert small.shape == (500, 250) and (small == ONLY_B_TP).sum() == 1
 
 
