@@ -4,7 +4,6 @@ from __future__ import annotations
 from qgis.core import (
     QgsProcessing,
     QgsProcessingException,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
@@ -49,8 +48,8 @@ class ChangeStackAlgorithm(LandslideAlgorithm):
                                                                optional=True))
         self.addParameter(QgsProcessingParameterMultipleLayers("TERRAIN", "Terrain rasters (slope, elevation …)",
                                                                QgsProcessing.TypeRaster, optional=True))
-        self.addParameter(QgsProcessingParameterEnum("PRESET", "Band preset", options=PRESET_NAMES,
-                                                     defaultValue=PRESET_NAMES.index("setting2")))
+        self.addParameter(self.enum_parameter("PRESET", "Band preset", PRESET_NAMES, default="setting2",
+                                              keys=list(PRESETS) + ["custom"]))
         self.addParameter(QgsProcessingParameterString("BANDS", "Custom band list (with preset 'custom')",
                                                        optional=True))
         self.addParameter(QgsProcessingParameterExtent("EXTENT", "Limit to extent", optional=True))
@@ -68,7 +67,7 @@ class ChangeStackAlgorithm(LandslideAlgorithm):
         pre = self.parameterAsLayerList(parameters, "PRE", context)
         if not pre:
             raise QgsProcessingException("Give at least one pre-event raster: it defines the output grid.")
-        preset = PRESET_NAMES[self.parameterAsEnum(parameters, "PRESET", context)]
+        preset = PRESET_NAMES[self.enum_index(parameters, "PRESET", context)]
         bands = self.parameterAsString(parameters, "BANDS", context) if preset == CUSTOM else preset
         out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         reference = self.parameterAsRasterLayer(parameters, "REFERENCE", context) if parameters.get("REFERENCE") \

@@ -7,7 +7,6 @@ from qgis.core import (
     QgsProcessingOutputHtml,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterMapLayer,
@@ -114,10 +113,10 @@ class EvaluateAlgorithm(LandslideAlgorithm):
                                                        QgsProcessingParameterNumber.Double, defaultValue=0.0,
                                                        minValue=0.0, maxValue=1.0))
         advanced = [
-            QgsProcessingParameterEnum("PREDICTION_TYPE", "Prediction type", options=PREDICTION_TYPES,
-                                       defaultValue=0),
-            QgsProcessingParameterEnum("CONNECTIVITY", "Pixels of one object touch by", options=CONNECTIVITY,
-                                       defaultValue=0),
+            self.enum_parameter("PREDICTION_TYPE", "Prediction type", PREDICTION_TYPES,
+                                default=0, keys=["auto", "mask", "probability"]),
+            self.enum_parameter("CONNECTIVITY", "Pixels of one object touch by", CONNECTIVITY,
+                                default=0, keys=["8", "4"]),
             QgsProcessingParameterString("SIZE_CLASSES", "Object size class limits (m²)",
                                          defaultValue="1000, 5000, 10000, 50000"),
             QgsProcessingParameterBoolean("THRESHOLD_SWEEP", "Threshold sweep (probability input)",
@@ -150,11 +149,11 @@ class EvaluateAlgorithm(LandslideAlgorithm):
         area_path, area_layer = optional_layer_file(self, parameters, "EVALUATION_AREA", context, "evaluation area")
         confusion = self.parameterAsOutputLayer(parameters, "OUTPUT_CONFUSION", context) or None
         report = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context) or None
-        kind = self.parameterAsEnum(parameters, "PREDICTION_TYPE", context)
+        kind = self.enum_index(parameters, "PREDICTION_TYPE", context)
         rule = None
         if self.parameterAsBool(parameters, "OBJECT_METRICS", context):
             rule = ObjectRule(min_overlap=self.parameterAsDouble(parameters, "MIN_OVERLAP", context),
-                              connectivity=8 if self.parameterAsEnum(parameters, "CONNECTIVITY", context) == 0 else 4,
+                              connectivity=8 if self.enum_index(parameters, "CONNECTIVITY", context) == 0 else 4,
                               size_classes_m2=parse_size_classes(
                                   self.parameterAsString(parameters, "SIZE_CLASSES", context)))
         ev = evaluate_prediction(

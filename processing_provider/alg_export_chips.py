@@ -7,7 +7,6 @@ from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterDistance,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFolderDestination,
     QgsProcessingParameterMapLayer,
@@ -74,7 +73,7 @@ class ExportChipsAlgorithm(LandslideAlgorithm):
                                                        minValue=16))
         self.addParameter(QgsProcessingParameterNumber("STRIDE", "Stride (pixels, grid sampling)", defaultValue=64,
                                                        minValue=1))
-        self.addParameter(QgsProcessingParameterEnum("SAMPLING", "Sampling", options=SAMPLINGS, defaultValue=0))
+        self.addParameter(self.enum_parameter("SAMPLING", "Sampling", SAMPLINGS, default=0, keys=MODES))
         self.addParameter(QgsProcessingParameterNumber("N_CHIPS", "Number of chips (random sampling)",
                                                        defaultValue=1000, minValue=1))
         self.addParameter(QgsProcessingParameterNumber("POSITIVE_FRACTION", "Share of chips with landslides "
@@ -86,7 +85,7 @@ class ExportChipsAlgorithm(LandslideAlgorithm):
                                                        minValue=0.0, maxValue=0.9))
         self.addParameter(QgsProcessingParameterNumber("SPLIT_BLOCK", "Split block size (pixels)", defaultValue=512,
                                                        minValue=16))
-        self.addParameter(QgsProcessingParameterEnum("FORMAT", "Chip format", options=FORMATS, defaultValue=0))
+        self.addParameter(self.enum_parameter("FORMAT", "Chip format", FORMATS, default=0, keys=LAYOUTS))
         advanced = [
             QgsProcessingParameterNumber("MIN_POSITIVE_PIXELS", "Landslide pixels that make a chip 'positive'",
                                          defaultValue=1, minValue=1),
@@ -138,7 +137,7 @@ class ExportChipsAlgorithm(LandslideAlgorithm):
             region_path=region_path, region_layer=region_layer,
             tile_size=self.parameterAsInt(parameters, "TILE_SIZE", context),
             stride=self.parameterAsInt(parameters, "STRIDE", context),
-            sampling=MODES[self.parameterAsEnum(parameters, "SAMPLING", context)],
+            sampling=MODES[self.enum_index(parameters, "SAMPLING", context)],
             n_chips=self.parameterAsInt(parameters, "N_CHIPS", context),
             positive_fraction=self.parameterAsDouble(parameters, "POSITIVE_FRACTION", context),
             min_positive_pixels=self.parameterAsInt(parameters, "MIN_POSITIVE_PIXELS", context),
@@ -150,7 +149,7 @@ class ExportChipsAlgorithm(LandslideAlgorithm):
             split_regions_path=split_path, split_regions_layer=split_layer,
             split_field=self.parameterAsString(parameters, "SPLIT_FIELD", context) or None,
             min_valid_fraction=self.parameterAsDouble(parameters, "MIN_VALID", context),
-            layout=LAYOUTS[self.parameterAsEnum(parameters, "FORMAT", context)],
+            layout=LAYOUTS[self.enum_index(parameters, "FORMAT", context)],
             preview=self.parameterAsBoolean(parameters, "PREVIEW", context),
             seed=self.parameterAsInt(parameters, "SEED", context),
             progress=progress,

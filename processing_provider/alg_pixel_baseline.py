@@ -4,7 +4,6 @@ from __future__ import annotations
 from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
@@ -38,7 +37,7 @@ class PixelBaselineAlgorithm(LandslideAlgorithm):
         self.addParameter(QgsProcessingParameterFile("CHIPS", "Chip folder", QgsProcessingParameterFile.Folder))
         self.addParameter(QgsProcessingParameterFile("VALIDATION_CHIPS", "Separate validation chip folder",
                                                      QgsProcessingParameterFile.Folder, optional=True))
-        self.addParameter(QgsProcessingParameterEnum("MODEL", "Classifier", options=MODEL_LABELS, defaultValue=0))
+        self.addParameter(self.enum_parameter("MODEL", "Classifier", MODEL_LABELS, default=0, keys=MODELS))
         self.addParameter(QgsProcessingParameterNumber("TREES", "Trees (Random Forest)", defaultValue=50,
                                                        minValue=1))
         advanced = [
@@ -68,7 +67,7 @@ class PixelBaselineAlgorithm(LandslideAlgorithm):
 
         depth = self.parameterAsInt(parameters, "MAX_DEPTH", context)
         config = BaselineConfig(
-            model=MODELS[self.parameterAsEnum(parameters, "MODEL", context)],
+            model=MODELS[self.enum_index(parameters, "MODEL", context)],
             n_trees=self.parameterAsInt(parameters, "TREES", context),
             max_depth=depth or None,
             max_pixels=self.parameterAsInt(parameters, "MAX_PIXELS", context),

@@ -5,7 +5,6 @@ from qgis.core import (
     QgsProcessing,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFile,
     QgsProcessingParameterMapLayer,
@@ -71,7 +70,7 @@ class PredictAlgorithm(LandslideAlgorithm):
         self.addParameter(QgsProcessingParameterNumber("THRESHOLD", "Threshold (empty = the model's own)",
                                                        QgsProcessingParameterNumber.Double, optional=True,
                                                        minValue=0.0, maxValue=1.0))
-        self.addParameter(QgsProcessingParameterEnum("DEVICE", "Device", options=DEVICES, defaultValue=0))
+        self.addParameter(self.enum_parameter("DEVICE", "Device", DEVICES, default=0))
         self.addParameter(QgsProcessingParameterNumber("MIN_AREA", "Minimum landslide area (m²)",
                                                        QgsProcessingParameterNumber.Double, defaultValue=0.0,
                                                        minValue=0.0))
@@ -91,9 +90,9 @@ class PredictAlgorithm(LandslideAlgorithm):
             QgsProcessingParameterMapLayer("EXCLUDE", "Exclusion zones (polygons or non-zero raster)", optional=True,
                                            types=[QgsProcessing.TypeVectorPolygon, QgsProcessing.TypeRaster]),
             QgsProcessingParameterBoolean("TTA", "Test-time augmentation (flips; 4× slower)", defaultValue=False),
-            QgsProcessingParameterEnum("ENGINE", "Inference engine on the CPU", options=ENGINES, defaultValue=0),
-            QgsProcessingParameterEnum("NORMALIZATION", "Normalise inputs with", options=NORMALIZATIONS,
-                                       defaultValue=0),
+            self.enum_parameter("ENGINE", "Inference engine on the CPU", ENGINES, default=0),
+            self.enum_parameter("NORMALIZATION", "Normalise inputs with", NORMALIZATIONS, default=0,
+                                keys=["package", "scene"]),
             QgsProcessingParameterNumber("TILE_SIZE", "Largest tile size (pixels, multiple of 32; empty = the model's)",
                                          optional=True, minValue=32),
             QgsProcessingParameterNumber("OVERLAP", "Minimum tile overlap (pixels; empty = the model's)",
@@ -147,10 +146,10 @@ class PredictAlgorithm(LandslideAlgorithm):
             tile_size=optional_number("TILE_SIZE", int),
             overlap=optional_number("OVERLAP", int),
             batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
-            device=DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
+            device=DEVICES[self.enum_index(parameters, "DEVICE", context)],
             tta=self.parameterAsBool(parameters, "TTA", context),
-            engine=ENGINES[self.parameterAsEnum(parameters, "ENGINE", context)],
-            normalization=("package", "scene")[self.parameterAsEnum(parameters, "NORMALIZATION", context)],
+            engine=ENGINES[self.enum_index(parameters, "ENGINE", context)],
+            normalization=("package", "scene")[self.enum_index(parameters, "NORMALIZATION", context)],
             mask_rules=rules,
             polygon_options=PolygonOptions(min_area_m2=self.parameterAsDouble(parameters, "MIN_AREA", context),
                                            merge_distance=self.parameterAsDouble(parameters, "MERGE_DISTANCE",

@@ -4,7 +4,6 @@ from __future__ import annotations
 from qgis.core import (
     QgsProcessing,
     QgsProcessingParameterCrs,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
@@ -41,11 +40,10 @@ class S1CompositeAlgorithm(LandslideAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterMultipleLayers("INPUT", "Sentinel-1 backscatter rasters",
                                                                QgsProcessing.TypeRaster))
-        self.addParameter(QgsProcessingParameterEnum("ORBIT", "Orbit direction", options=list(ORBITS),
-                                                     defaultValue=0))
-        self.addParameter(QgsProcessingParameterEnum("UNITS", "Input units", options=list(S1_UNITS), defaultValue=0))
-        self.addParameter(QgsProcessingParameterEnum("SPECKLE_FILTER", "Speckle filter", options=FILTER_LABELS,
-                                                     defaultValue=0))
+        self.addParameter(self.enum_parameter("ORBIT", "Orbit direction", list(ORBITS), default=0))
+        self.addParameter(self.enum_parameter("UNITS", "Input units", list(S1_UNITS), default=0))
+        self.addParameter(self.enum_parameter("SPECKLE_FILTER", "Speckle filter", FILTER_LABELS,
+                                              default=0, keys=SPECKLE_FILTERS))
         self.addParameter(QgsProcessingParameterNumber("WINDOW", "Filter window (pixels, odd)", defaultValue=7,
                                                        minValue=3, maxValue=31))
         self.addParameter(QgsProcessingParameterExtent("EXTENT", "Limit to extent (area of interest)", optional=True))
@@ -74,10 +72,10 @@ class S1CompositeAlgorithm(LandslideAlgorithm):
                          for d in ("ASCENDING", "DESCENDING") if parameters.get(f"OUTPUT_{d}")}
         written = s1_composite(
             inputs, out,
-            orbit=ORBITS[self.parameterAsEnum(parameters, "ORBIT", context)],
+            orbit=ORBITS[self.enum_index(parameters, "ORBIT", context)],
             per_direction={d: p for d, p in per_direction.items() if p},
-            units=S1_UNITS[self.parameterAsEnum(parameters, "UNITS", context)],
-            speckle=SPECKLE_FILTERS[self.parameterAsEnum(parameters, "SPECKLE_FILTER", context)],
+            units=S1_UNITS[self.enum_index(parameters, "UNITS", context)],
+            speckle=SPECKLE_FILTERS[self.enum_index(parameters, "SPECKLE_FILTER", context)],
             window=self.parameterAsInt(parameters, "WINDOW", context),
             enl=self.parameterAsDouble(parameters, "ENL", context),
             input_bands=[b for b in input_bands.split(",") if b.strip()] or None,

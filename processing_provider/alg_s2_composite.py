@@ -4,7 +4,6 @@ from __future__ import annotations
 from qgis.core import (
     QgsProcessing,
     QgsProcessingParameterCrs,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
@@ -46,8 +45,8 @@ class S2CompositeAlgorithm(LandslideAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterMultipleLayers(
             "INPUT", "Acquisitions (.SAFE folders or zips, band folders, GeoTIFFs)", QgsProcessing.TypeFile))
-        self.addParameter(QgsProcessingParameterEnum("METHOD", "Method", options=[m[1] for m in METHODS],
-                                                     defaultValue=0))
+        self.addParameter(self.enum_parameter("METHOD", "Method", [m[1] for m in METHODS],
+                                              default=0, keys=[m[0] for m in METHODS]))
         self.addParameter(QgsProcessingParameterNumber("PERCENTILE", "Percentile (method 'Percentile')",
                                                        QgsProcessingParameterNumber.Double, defaultValue=50.0,
                                                        minValue=0.0, maxValue=100.0))
@@ -81,7 +80,7 @@ class S2CompositeAlgorithm(LandslideAlgorithm):
         out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         s2_composite(
             inputs, out,
-            method=METHODS[self.parameterAsEnum(parameters, "METHOD", context)][0],
+            method=METHODS[self.enum_index(parameters, "METHOD", context)][0],
             percentile=self.parameterAsDouble(parameters, "PERCENTILE", context),
             bands=self.parameterAsString(parameters, "BANDS", context) or None,
             scl_classes=parse_classes(self.parameterAsString(parameters, "SCL_CLASSES", context) or ""),

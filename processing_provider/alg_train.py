@@ -5,7 +5,6 @@ from qgis.core import (
     QgsProcessingOutputFile,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
@@ -56,10 +55,9 @@ class TrainAlgorithm(LandslideAlgorithm):
                                                      QgsProcessingParameterFile.Folder, optional=True))
         self.addParameter(QgsProcessingParameterString("LANDSLIDE_CLASSES", "Landslide classes (values or names, "
                                                        "comma-separated; empty = as exported)", optional=True))
-        self.addParameter(QgsProcessingParameterEnum("ARCHITECTURE", "Architecture", options=ARCHITECTURES,
-                                                     defaultValue=0))
+        self.addParameter(self.enum_parameter("ARCHITECTURE", "Architecture", ARCHITECTURES, default=0))
         self.addParameter(QgsProcessingParameterString("ENCODER", "Encoder", defaultValue="resnet18"))
-        self.addParameter(QgsProcessingParameterEnum("LOSS", "Loss", options=LOSSES, defaultValue=0))
+        self.addParameter(self.enum_parameter("LOSS", "Loss", LOSSES, default=0))
         self.addParameter(QgsProcessingParameterNumber("EPOCHS", "Maximum epochs", defaultValue=30, minValue=1))
         self.addParameter(QgsProcessingParameterNumber("BATCH_SIZE", "Batch size", defaultValue=8, minValue=1))
         self.addParameter(QgsProcessingParameterNumber("LEARNING_RATE", "Learning rate",
@@ -67,7 +65,7 @@ class TrainAlgorithm(LandslideAlgorithm):
                                                        minValue=1e-7, maxValue=1.0))
         self.addParameter(QgsProcessingParameterNumber("PATIENCE", "Early-stopping patience (epochs)",
                                                        defaultValue=5, minValue=1))
-        self.addParameter(QgsProcessingParameterEnum("DEVICE", "Device", options=DEVICES, defaultValue=0))
+        self.addParameter(self.enum_parameter("DEVICE", "Device", DEVICES, default=0))
         advanced = [
             QgsProcessingParameterNumber("ITERATIONS", "Batches per epoch (0 = one pass over the chips)",
                                          defaultValue=0, minValue=0),
@@ -83,7 +81,7 @@ class TrainAlgorithm(LandslideAlgorithm):
             QgsProcessingParameterNumber("POSITIVE_FRACTION", "Share of samples that contain landslide pixels",
                                          QgsProcessingParameterNumber.Double, defaultValue=0.5, minValue=0.0,
                                          maxValue=1.0),
-            QgsProcessingParameterEnum("OPTIMIZER", "Optimizer", options=OPTIMIZERS, defaultValue=0),
+            self.enum_parameter("OPTIMIZER", "Optimizer", OPTIMIZERS, default=0),
             QgsProcessingParameterNumber("WEIGHT_DECAY", "Weight decay", QgsProcessingParameterNumber.Double,
                                          defaultValue=0.0, minValue=0.0),
             QgsProcessingParameterNumber("LR_PATIENCE", "Epochs without gain before the learning rate drops ×0.1 "
@@ -109,7 +107,7 @@ class TrainAlgorithm(LandslideAlgorithm):
         from ..core.training import TrainConfig, train_model
         from ..models.registry import model_kwargs_for
 
-        architecture = ARCHITECTURES[self.parameterAsEnum(parameters, "ARCHITECTURE", context)]
+        architecture = ARCHITECTURES[self.enum_index(parameters, "ARCHITECTURE", context)]
         channels = self.parameterAsString(parameters, "DECODER_CHANNELS", context).strip()
         try:
             channels = [int(c) for c in channels.split(",")] if channels else None
@@ -120,19 +118,19 @@ class TrainAlgorithm(LandslideAlgorithm):
         config = TrainConfig(
             architecture=architecture,
             encoder=self.parameterAsString(parameters, "ENCODER", context),
-            loss=LOSSES[self.parameterAsEnum(parameters, "LOSS", context)],
+            loss=LOSSES[self.enum_index(parameters, "LOSS", context)],
             epochs=self.parameterAsInt(parameters, "EPOCHS", context),
             batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
             learning_rate=self.parameterAsDouble(parameters, "LEARNING_RATE", context),
             patience=self.parameterAsInt(parameters, "PATIENCE", context),
             iterations_per_epoch=self.parameterAsInt(parameters, "ITERATIONS", context) or None,
             seed=self.parameterAsInt(parameters, "SEED", context),
-            device=DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
+            device=DEVICES[self.enum_index(parameters, "DEVICE", context)],
             encoder_weights=self.parameterAsFile(parameters, "ENCODER_WEIGHTS", context) or None,
             model_kwargs=kwargs,
             crop_size=self.parameterAsInt(parameters, "CROP_SIZE", context) or None,
             positive_fraction=self.parameterAsDouble(parameters, "POSITIVE_FRACTION", context),
-            optimizer=OPTIMIZERS[self.parameterAsEnum(parameters, "OPTIMIZER", context)],
+            optimizer=OPTIMIZERS[self.enum_index(parameters, "OPTIMIZER", context)],
             weight_decay=self.parameterAsDouble(parameters, "WEIGHT_DECAY", context),
             lr_patience=self.parameterAsInt(parameters, "LR_PATIENCE", context) or None,
             positive_weight=self.parameterAsDouble(parameters, "POSITIVE_WEIGHT", context) or None,

@@ -4,7 +4,6 @@ from __future__ import annotations
 from qgis.core import (
     QgsProcessingOutputFile,
     QgsProcessingOutputNumber,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
@@ -38,10 +37,10 @@ class TrainEnsembleAlgorithm(LandslideAlgorithm):
         self.addParameter(QgsProcessingParameterFile("CHIPS", "Chip folder", QgsProcessingParameterFile.Folder))
         self.addParameter(QgsProcessingParameterFile("VALIDATION_CHIPS", "Separate validation chip folder",
                                                      QgsProcessingParameterFile.Folder, optional=True))
-        self.addParameter(QgsProcessingParameterEnum("ARCHITECTURES", "Architectures", options=ARCHITECTURES,
-                                                     allowMultiple=True, defaultValue=[0, 4]))
-        self.addParameter(QgsProcessingParameterEnum("LOSSES", "Losses", options=LOSSES, allowMultiple=True,
-                                                     defaultValue=[2, 1]))
+        self.addParameter(self.enum_parameter("ARCHITECTURES", "Architectures", ARCHITECTURES,
+                                              allowMultiple=True, default=[0, 4]))
+        self.addParameter(self.enum_parameter("LOSSES", "Losses", LOSSES, allowMultiple=True,
+                                              default=[2, 1]))
         self.addParameter(QgsProcessingParameterString("LEARNING_RATES", "Learning rates (comma-separated)",
                                                        defaultValue="0.001"))
         self.addParameter(QgsProcessingParameterNumber("TOP_K", "Members in the ensemble (top K)", defaultValue=3,
@@ -52,7 +51,7 @@ class TrainEnsembleAlgorithm(LandslideAlgorithm):
         self.addParameter(QgsProcessingParameterNumber("BATCH_SIZE", "Batch size", defaultValue=8, minValue=2))
         self.addParameter(QgsProcessingParameterNumber("PATIENCE", "Early-stopping patience (epochs)",
                                                        defaultValue=4, minValue=1))
-        self.addParameter(QgsProcessingParameterEnum("DEVICE", "Device", options=DEVICES, defaultValue=0))
+        self.addParameter(self.enum_parameter("DEVICE", "Device", DEVICES, default=0))
         advanced = [
             QgsProcessingParameterNumber("ITERATIONS", "Batches per epoch (0 = one pass over the chips)",
                                          defaultValue=0, minValue=0),
@@ -92,11 +91,11 @@ class TrainEnsembleAlgorithm(LandslideAlgorithm):
             iterations_per_epoch=self.parameterAsInt(parameters, "ITERATIONS", context) or None,
             positive_fraction=self.parameterAsDouble(parameters, "POSITIVE_FRACTION", context),
             seed=self.parameterAsInt(parameters, "SEED", context),
-            device=DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
+            device=DEVICES[self.enum_index(parameters, "DEVICE", context)],
         )
         config = EnsembleConfig(
-            architectures=[ARCHITECTURES[i] for i in self.parameterAsEnums(parameters, "ARCHITECTURES", context)],
-            losses=[LOSSES[i] for i in self.parameterAsEnums(parameters, "LOSSES", context)],
+            architectures=[ARCHITECTURES[i] for i in self.enum_indexes(parameters, "ARCHITECTURES", context)],
+            losses=[LOSSES[i] for i in self.enum_indexes(parameters, "LOSSES", context)],
             learning_rates=rates,
             top_k=self.parameterAsInt(parameters, "TOP_K", context),
             base=base,

@@ -10,6 +10,7 @@ from qgis.core import (
     QgsProcessingFeedback,
     QgsProcessingLayerPostProcessorInterface,
     QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
     QgsRasterLayer,
     QgsVectorLayer,
 )
@@ -179,12 +180,89 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(p)
 
+    # -- enums: by name (ARCHITECTURE=Unet) everywhere, by short key (SAMPLING=grid), and by the old index ----------
+    def enum_parameter(self, name: str, description: str, options, default=0, keys=None, **kwargs):
+        """An enum parameter with static strings: qgis_process, batch files and models give the option itself
+        (`LOSS=bce_dice`), or its short key from `keys` (`SAMPLING=grid`); the index of 0.x releases still works.
+        `default` is an option, a key or an index (a list of them with allowMultiple)."""
+        options = [str(o) for o in options]
+        keys = [str(k) for k in keys] if keys is not None else options
+        if not hasattr(self, "_enum_keys"):
+            self._enum_keys = {}
+        self._enum_keys[name] = (options, keys)
+        if default is not None:
+            if isinstance(default, (list, tuple)):
+                default = [options[_enum_index(options, keys, d)] for d in default]
+            else:
+                default = options[_enum_index(options, keys, default)]
+        return QgsProcessingParameterEnum(name, description, options=options, defaultValue=default,
+                                          usesStaticStrings=True, **kwargs)
+
+    def enum_index(self, parameters, name: str, context) -> int:
+        """Index of the chosen option of an enum parameter, whichever form the value came in."""
+        indexes = self.enum_indexes(parameters, name, context)
+        return indexes[0] if indexes else 0
+
+    def enum_indexes(self, parameters, name: str, context) -> list[int]:
+        options, keys = self._enum_keys[name]
+        value = parameters.get(name)
+        if value is None or value == "" or value == []:
+            names = self.parameterAsEnumStrings(parameters, name, context) or \
+                [self.parameterAsEnumString(parameters, name, context)]
+            return [options.index(n) for n in names if n in options]
+        if not isinstance(value, (str, int, float, list, tuple)):  # a QgsProperty of a model or data-defined input
+            names = self.parameterAsEnumStrings(parameters, name, context) or \
+                [self.parameterAsEnumString(parameters, name, context)]
+            return [options.index(n) for n in names if n in options]
+        indexes = [_enum_index(options, keys, v) for v in _enum_items(value, options)]
+        return [i for i in indexes if i is not None]
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802
+        """QGIS's check, after an enum's short key or old numeric index has been read as the option it means."""
+        translated = dict(parameters)
+        for name, (options, keys) in getattr(self, "_enum_keys", {}).items():
+            value = translated.get(name)
+            if isinstance(value, (str, int, float, list, tuple)) and value not in ("", []):
+                items = _enum_items(value, options)
+                indexes = [_enum_index(options, keys, v) for v in items]
+                if all(i is not None for i in indexes):
+                    names = [options[i] for i in indexes]
+                    multiple = isinstance(value, (list, tuple)) or len(names) > 1
+                    translated[name] = names if multiple else names[0]
+        return super().checkParameterValues(translated, context)
+
     def style_output(self, context: QgsProcessingContext, layer_id: str, qml: str | None) -> None:
         """Style an output with ui/styles/<qml> (None: a change stack) when it is loaded into the project."""
         if context.willLoadLayerOnCompletion(layer_id):
             processor = StylePostProcessor(qml)
             self._post_processors.append(processor)
             context.layerToLoadOnCompletionDetails(layer_id).setPostProcessor(processor)
+
+
+def _enum_items(value, options: list[str]) -> list:
+    """The items of an enum value: a list, one option (which may hold commas), or 'a,b' of a batch file."""
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, str) and value not in options and "," in value:
+        return [v.strip() for v in value.split(",")]
+    return [value]
+
+
+def _enum_index(options: list[str], keys: list[str], value) -> int | None:
+    """Index of an option given as itself, its key (case-insensitive) or its index (int or digits); None if none."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return int(value) if float(value).is_integer() and 0 <= value < len(options) else None
+    text = str(value).strip()
+    if text in options:
+        return options.index(text)
+    lowered = [k.lower() for k in keys]
+    if text.lower() in lowered:
+        return lowered.index(text.lower())
+    if text.isdigit() and int(text) < len(options):
+        return int(text)
+    return None
 
 
 DEVICES = ["auto", "cpu", "cuda"]

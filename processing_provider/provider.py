@@ -17,11 +17,31 @@ def algorithm_classes() -> list:
     return list(ALGORITHMS)
 
 
+class ShippedModel(QgsProcessingModelAlgorithm):
+    """A shipped graphical model under a stable id from its file name (`landslide_mapper:rapid_landslide_mapping`),
+    shown with the model's own name ("Rapid landslide mapping"): ids with spaces break scripts and batch files."""
+
+    def __init__(self, model_id: str = ""):
+        super().__init__()
+        self._model_id = model_id
+
+    def name(self) -> str:
+        return self._model_id or super().name()
+
+    def displayName(self) -> str:  # noqa: N802
+        return super().name()
+
+    def createInstance(self):  # noqa: N802
+        instance = ShippedModel(self._model_id)
+        instance.loadVariant(self.toVariant())
+        return instance
+
+
 def shipped_models() -> list:
     """The graphical Processing models the plugin ships (e.g. "Rapid landslide mapping"), ready to add."""
     models = []
     for path in sorted(MODELS.glob("*.model3")):
-        model = QgsProcessingModelAlgorithm()
+        model = ShippedModel(path.stem)
         if model.fromFile(str(path)):
             models.append(model)
     return models

@@ -88,7 +88,7 @@ def rapid_landslide_mapping() -> QgsProcessingModelAlgorithm:
     _input(model, QgsProcessingParameterMultipleLayers("POST", "Post-event rasters", QgsProcessing.TypeRaster),
            80, 120)
     _input(model, QgsProcessingParameterEnum("PRESET", "Band preset (as the model was trained)", options=presets,
-                                             defaultValue=presets.index("setting2")), 80, 180)
+                                             defaultValue="setting2", usesStaticStrings=True), 80, 180)
     _input(model, QgsProcessingParameterFile("PACKAGE", "Model package (.lmpkg)", extension="lmpkg"), 80, 240)
     _input(model, QgsProcessingParameterMapLayer("TRUTH", "Mapped landslides (polygons or label raster)",
                                                  types=[QgsProcessing.TypeVectorPolygon, QgsProcessing.TypeRaster]),
@@ -98,7 +98,7 @@ def rapid_landslide_mapping() -> QgsProcessingModelAlgorithm:
     _child(model, "change_stack", "stack", "Build change stack", 380, 100,
            {"PRE": "@PRE", "POST": "@POST", "PRESET": "@PRESET"}, {"OUTPUT": "Change stack"})
     _child(model, "predict", "predict", "Map landslides with the model", 380, 240,
-           {"PACKAGE": "@PACKAGE", "INPUT": "stack.OUTPUT", "DEVICE": 0},
+           {"PACKAGE": "@PACKAGE", "INPUT": "stack.OUTPUT", "DEVICE": "auto"},
            {"OUTPUT_PROBABILITY": "Landslide probability", "OUTPUT_MASK": "Landslide mask",
             "OUTPUT_POLYGONS": "Landslide polygons"})
     _child(model, "evaluate", "evaluate", "Evaluate against the mapped landslides", 380, 400,

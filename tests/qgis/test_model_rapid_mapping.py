@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import rasterio
 
-MODEL_ID = "landslide_mapper:Rapid landslide mapping"
+MODEL_ID = "landslide_mapper:rapid_landslide_mapping"  # stable, without spaces (DESIGN.md)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def package(tmp_path_factory):
 
 def _row(event, package, folder: Path) -> dict:
     return {"PRE": [str(event.pre_s1), str(event.pre_s2)], "POST": [str(event.post_s1), str(event.post_s2)],
-            "PRESET": 1, "PACKAGE": package, "TRUTH": str(event.labels_vector), "TRUTH_FIELD": "class",
+            "PRESET": "setting2", "PACKAGE": package, "TRUTH": str(event.labels_vector), "TRUTH_FIELD": "class",
             "stack:Change stack": str(folder / "stack.tif"),
             "predict:Landslide probability": str(folder / "probability.tif"),
             "predict:Landslide mask": str(folder / "mask.tif"),
@@ -45,6 +45,8 @@ def test_model_is_in_the_provider_with_its_inputs_and_outputs(landslide_provider
 
     model = QgsApplication.processingRegistry().algorithmById(MODEL_ID)
     assert model is not None and model.group() == "Workflows"
+    assert model.displayName() == "Rapid landslide mapping"
+    assert model.parameterDefinition("PRESET").usesStaticStrings()
     assert {p.name() for p in model.parameterDefinitions() if not p.isDestination()} == {
         "PRE", "POST", "PRESET", "PACKAGE", "TRUTH", "TRUTH_FIELD"}
     assert {o.name() for o in model.outputDefinitions()} >= {"stack:Change stack", "predict:Landslide mask",

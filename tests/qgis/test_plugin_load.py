@@ -74,7 +74,7 @@ def test_init_gui_registers_provider_with_every_algorithm(loaded_plugin):
     assert provider is not None
     ids = sorted(alg.id() for alg in provider.algorithms())
     models = [f"{PROVIDER_ID}:{m.name()}" for m in shipped_models()]
-    assert "landslide_mapper:Rapid landslide mapping" in models
+    assert "landslide_mapper:rapid_landslide_mapping" in models
     assert ids == sorted([f"{PROVIDER_ID}:{cls().name()}" for cls in ALGORITHMS] + models)
     assert len(ids) == len(set(ids)), "duplicate algorithm ids"
 

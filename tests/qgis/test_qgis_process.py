@@ -118,3 +118,32 @@ def test_qgis_process_runs_evaluate_with_known_scores(qgis_process_profile, run_
     with rasterio.open(tmp_path / "confusion.tif") as src:
         codes = src.read(1)
     assert (codes[5:15, 5:15] == 1).all() and (codes[30:35, 30:40] == 2).all() and (codes[5:15, 15:25] == 3).all()
+
+
+@pytest.mark.parametrize("prediction_type,connectivity", [("mask", "4"), ("Mask (> 0 = landslide)", "8"), ("1", "0")])
+def test_qgis_process_takes_enums_by_name_key_or_old_index(qgis_process_profile, run_qgis_process, tmp_path,
+                                                           prediction_type, connectivity):
+    """`PREDICTION_TYPE=mask` (key), the option text itself, and the index of earlier releases all run."""
+    import numpy as np
+    from support import write_raster
+
+    truth = np.zeros((20, 20), np.uint8)
+    truth[2:8, 2:8] = 1
+    pred = write_raster(tmp_path / "mask.tif", truth, ["landslide"])
+    truth_path = write_raster(tmp_path / "truth.tif", truth, ["label"])
+    result = run_qgis_process(["--json", "run", f"{PROVIDER_ID}:evaluate", "--", f"PREDICTION={pred}",
+                               f"TRUTH={truth_path}", f"PREDICTION_TYPE={prediction_type}",
+                               f"CONNECTIVITY={connectivity}", f"OUTPUT_REPORT={tmp_path / 'report.json'}"],
+                              qgis_process_profile)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)["results"]["F1"] == pytest.approx(1.0)
+
+
+def test_qgis_process_refuses_an_unknown_enum_name(qgis_process_profile, run_qgis_process, tmp_path):
+    import numpy as np
+    from support import write_raster
+
+    pred = write_raster(tmp_path / "mask.tif", np.ones((8, 8), np.uint8), ["landslide"])
+    result = run_qgis_process(["run", f"{PROVIDER_ID}:evaluate", "--", f"PREDICTION={pred}", f"TRUTH={pred}",
+                               "PREDICTION_TYPE=banana"], qgis_process_profile)
+    assert result.returncode != 0 and "PREDICTION_TYPE" in result.stdout + result.stderr
