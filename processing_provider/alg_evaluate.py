@@ -16,7 +16,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..core.errors import InputError
+from ..common.errors import InputError
 from ..core.metrics import ObjectRule, evaluate_prediction
 from .base import LandslideAlgorithm, extent_or_none, layer_file
 
@@ -32,7 +32,7 @@ OBJECT_OUTPUTS = {"LANDSLIDES": ("landslides", "Landslides in truth (objects)"),
                   "FALSE_OBJECTS": ("false_objects", "False objects (mapped, not real)"),
                   "OBJECT_RECALL": ("object_recall", "Object recall (share of landslides detected)"),
                   "OBJECT_PRECISION": ("object_precision", "Object precision (share of mapped objects real)")}
-PREDICTION_TYPES = ["Auto (floating point = probability, integer = mask)", "Mask (> 0 = landslide)",
+PREDICTION_TYPES = ["Auto (floating point = probability; integer = mask)", "Mask (> 0 = landslide)",
                     "Probability (cut at the threshold)"]
 CONNECTIVITY = ["8 neighbours (diagonal pixels join)", "4 neighbours (edges only)"]
 

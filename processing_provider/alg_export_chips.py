@@ -22,7 +22,7 @@ from .base import LandslideAlgorithm, extent_or_none, layer_file
 # Option indexes are API (batch files, models): append new options, never reorder.
 FORMATS = ["Native (GeoTIFF chips + index.csv + stats.json)", "ArcGIS Classified Tiles"]
 LAYOUTS = ["native", "arcgis"]
-SAMPLINGS = ["Regular grid (tile size, stride)", "Random positions (number of chips)",
+SAMPLINGS = ["Regular grid (tile size and stride)", "Random positions (number of chips)",
              "Positive-biased random (share of chips with landslides)"]
 MODES = ["grid", "random", "positive"]
 

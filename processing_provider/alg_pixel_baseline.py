@@ -14,7 +14,7 @@ from qgis.core import (
 from .base import LandslideAlgorithm, layer_file
 
 MODELS = ["random_forest", "cart"]
-MODEL_LABELS = ["Random Forest", "CART (one decision tree, as GEE smile.CART)"]
+MODEL_LABELS = ["Random Forest", "CART (one decision tree; as GEE smile.CART)"]
 
 
 class PixelBaselineAlgorithm(LandslideAlgorithm):
@@ -63,7 +63,7 @@ class PixelBaselineAlgorithm(LandslideAlgorithm):
         from qgis.core import QgsProcessingUtils
 
         from ..core.baseline import BaselineConfig, train_pixel_baseline
-        from ..core.errors import InputError
+        from ..common.errors import InputError
 
         depth = self.parameterAsInt(parameters, "MAX_DEPTH", context)
         config = BaselineConfig(

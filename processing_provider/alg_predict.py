@@ -16,13 +16,13 @@ from qgis.core import (
     QgsProcessingParameterVectorDestination,
 )
 
-from ..core.errors import InputError
+from ..common.errors import InputError
 from ..core.postprocess import MaskRules, PolygonOptions
 from .base import DEVICES, LandslideAlgorithm, extent_or_none, layer_file
 
 ENGINES = ["auto", "torch", "onnx"]  # mirrors core.predict.ENGINES (the toolbox loads without torch)
 NORMALIZATIONS = ["the training statistics stored in the package",
-                  "this raster's own statistics (other sensor level, haze or season)"]
+                  "this raster's own statistics (other sensor level; haze or season)"]
 
 
 def parse_band_mapping(text: str, n_rasters: int) -> dict[str, tuple[int, int]]:

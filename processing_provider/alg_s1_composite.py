@@ -14,7 +14,7 @@ from qgis.core import (
 from ..core.composites import DEFAULT_ENL, ORBITS, S1_UNITS, SPECKLE_FILTERS, s1_composite
 from .base import LandslideAlgorithm, crs_or_none, extent_with_crs, layer_file, optional_number
 
-FILTER_LABELS = ["None", "Boxcar (mean)", "Lee", "Refined Lee (7×7, edge-preserving)"]
+FILTER_LABELS = ["None", "Boxcar (mean)", "Lee", "Refined Lee (7×7; edge-preserving)"]
 
 
 class S1CompositeAlgorithm(LandslideAlgorithm):
