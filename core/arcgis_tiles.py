@@ -264,6 +264,24 @@ def _choose_landslides(classes: list[LabelClass], spec, ours: dict | None, folde
                      f"names, e.g. '2'); the others become background.")
 
 
+def _usable_names(names, count: int) -> bool:
+    return len(names) == count and all(names) and len({n.lower() for n in names}) == count
+
+
+def classified_tiles_band_names(descriptions: set[tuple[str, ...]], emd: dict, count: int) -> list[str]:
+    """Band names of a Classified Tiles folder: the tiles' own GDAL band descriptions when every tile has the same
+    complete, distinct set; else the .emd's InputRastersProps.BandNames when complete and distinct (ArcGIS often
+    leaves them blank); else B1…Bn. Predict matches bands by these names, so the real ones must survive."""
+    if len(descriptions) == 1:
+        tile_names = list(next(iter(descriptions)))
+        if _usable_names(tile_names, count):
+            return tile_names
+    declared = [str(b).strip() for b in emd.get("InputRastersProps", {}).get("BandNames", []) or []]
+    if _usable_names(declared, count):
+        return declared
+    return [f"B{k}" for k in range(1, count + 1)]
+
+
 def read_classified_tiles(folder: str | Path, landslide_classes=None, *, max_bytes: int = 4 << 30,
                           validation_fraction: float = 0.2, split_block_size: float | None = None,
                           seed: int = 0) -> ChipSet:
@@ -294,11 +312,13 @@ def read_classified_tiles(folder: str | Path, landslide_classes=None, *, max_byt
     images = np.empty((n, count) + size, dtype=np.float32)
     labels = np.empty((n,) + size, dtype=np.uint8)
     origins = np.empty((n, 2))
+    descriptions = set()
     for i, (image_path, label_path) in enumerate(pairs):
         with raster.reading(image_path), rasterio.open(image_path) as src:
             if (src.height, src.width) != size or src.count != count:
                 raise InputError(f"Image tile '{image_path.relative_to(folder)}' is {src.count}×{src.height}×"
                                  f"{src.width}; the folder's tiles are {count}×{size[0]}×{size[1]}.")
+            descriptions.add(tuple((d or "").strip() for d in src.descriptions))
             data = raster.read_float(src, list(range(1, count + 1)))
             if all(v is None for v in src.nodatavals):
                 data[:, np.all(data == 0, axis=0)] = np.nan  # ArcGIS NoData cells
@@ -317,9 +337,7 @@ def read_classified_tiles(folder: str | Path, landslide_classes=None, *, max_byt
         stats = _read_json(folder / "stats.json")["bands"]
         names = list(ours["bands"]) if ours else [s["name"] for s in stats]
     else:
-        declared = [str(b) for b in emd.get("InputRastersProps", {}).get("BandNames", [])]
-        names = declared if len(declared) == count and all(declared) and len(set(declared)) == count else \
-            [f"B{k}" for k in range(1, count + 1)]
+        names = classified_tiles_band_names(descriptions, emd, count)
         band_stats = BandStatistics(names, seed)
         for i in np.flatnonzero(splits == "train"):
             band_stats.update(images[i])

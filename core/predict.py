@@ -94,10 +94,13 @@ def assign_bands(wanted: Sequence[str], rasters: Sequence[str | os.PathLike],
             missing.append(band)
         out.append(found)
     if missing:
+        from ..models.package import positional_mapping_hint
+
         have = "; ".join(f"{os.path.basename(str(p))}: {', '.join(n)}" for p, n in zip(rasters, names))
         raise InputError(f"No input raster has band(s) {', '.join(missing)} that the model needs "
                          f"(it expects {', '.join(wanted)}; found {have}). Build a change stack with the model's "
-                         f"bands or map the bands by hand.")
+                         f"bands or map the bands by hand." + positional_mapping_hint(wanted, missing, names,
+                                                                                      overrides))
     return out
 
 

@@ -192,6 +192,23 @@ def match_bands(package: ModelPackage, raster_bands: Sequence[str], source: str)
     return [lower.index(b.lower()) + 1 for b in package.input_bands]
 
 
+def positional_mapping(wanted: Sequence[str], raster_number: int = 1) -> str:
+    """BAND_MAPPING text feeding the model's bands, in order, from bands 1…n of one raster: 'B04=1:1,B03=1:2'."""
+    return ",".join(f"{band}={raster_number}:{i}" for i, band in enumerate(wanted, start=1))
+
+
+def positional_mapping_hint(wanted: Sequence[str], missing: Sequence[str], raster_names: Sequence[Sequence[str]],
+                            overrides: dict | None = None) -> str:
+    """When no band was found by name and the first raster has exactly the model's band count, the sentence that
+    gives the exact BAND_MAPPING to pass (bands taken in order) — a guess the person must confirm; else ''."""
+    if overrides or len(missing) != len(wanted) or not raster_names or len(raster_names[0]) != len(wanted):
+        return ""
+    return (f" The first input raster has exactly the model's {len(wanted)} bands but none of their names: if its "
+            f"bands are in the model's order ({', '.join(wanted)}), pass BAND_MAPPING "
+            f"'{positional_mapping(wanted)}' (check the order first: bands in another order give a wrong map "
+            f"without any error).")
+
+
 def describe(package: ModelPackage) -> str:
     """A human summary of a package (model card)."""
     from ..core.stack import describe_band

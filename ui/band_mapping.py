@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from qgis.core import QgsMapLayerProxyModel, QgsRasterLayer
 from qgis.gui import QgsMapLayerComboBox, QgsRasterBandComboBox
 from qgis.PyQt.QtCore import pyqtSignal
-from qgis.PyQt.QtWidgets import QGridLayout, QLabel, QWidget
+from qgis.PyQt.QtWidgets import QCheckBox, QGridLayout, QLabel, QWidget
 
 from .common import ERROR_STYLE, OK_STYLE
+
+GUESS_STYLE = "color: #9a6700; font-weight: bold;"  # amber: usable once the person confirms it
 
 PRE_WORDS = {"pre", "before"}
 POST_WORDS = {"post", "after"}
@@ -74,6 +76,22 @@ def auto_map(inputs: list[str], rasters: list[RasterBands]) -> dict[str, tuple[s
     return result
 
 
+def positional_guess(inputs: list[str], rasters: list[RasterBands],
+                     found: dict[str, tuple[str, int] | None]) -> dict[str, tuple[str, int]] | None:
+    """When no input band was found by name, bands 1…n of a raster with exactly the model's n bands, in order —
+    a guess (e.g. an ArcGIS export named its bands B1…Bn) that the person must confirm; else None.
+
+    A raster none of whose bands has a description is preferred, then the first in the project's order.
+    """
+    if not inputs or any(hit is not None for hit in found.values()):
+        return None
+    fits = [r for r in rasters if len(r.bands) == len(inputs)]
+    fits.sort(key=lambda r: any(r.bands))  # stable: unnamed rasters first
+    if not fits:
+        return None
+    return {name: (fits[0].key, i) for i, name in enumerate(inputs, start=1)}
+
+
 def mapping_parameters(choice: dict[str, tuple[QgsRasterLayer, int]]) -> dict:
     """`predict` parameters for a complete mapping: INPUT, and OTHER_INPUTS/BAND_MAPPING when it is needed.
 
@@ -111,12 +129,19 @@ class BandMappingWidget(QWidget):
         self.rows: dict[str, tuple[QgsMapLayerComboBox, QgsRasterBandComboBox]] = {}
         self.message = QLabel(self)
         self.message.setWordWrap(True)
+        self.guessed_from: str | None = None  # layer name while the rows hold an unconfirmed positional guess
+        self._filling = False
+        self.confirm = QCheckBox("The band order is right: use this mapping", self)
+        self.confirm.setToolTip("No band was found by name, so the bands were taken in order from a layer with "
+                                "exactly the model's number of bands. Tick once you have checked the order.")
+        self.confirm.setVisible(False)
+        self.confirm.toggled.connect(self._on_confirm)
 
     def set_inputs(self, inputs: list[str], meanings: dict[str, str] | None = None) -> None:
         """Show one row per input band, then map them automatically."""
         while self.grid.count():
             item = self.grid.takeAt(0)
-            if item.widget() is not None and item.widget() is not self.message:
+            if item.widget() is not None and item.widget() not in (self.message, self.confirm):
                 item.widget().deleteLater()
         self.inputs, self.rows = list(inputs), {}
         for row, name in enumerate(self.inputs):
@@ -137,6 +162,7 @@ class BandMappingWidget(QWidget):
             self.grid.addWidget(band_box, row, 2)
             self.rows[name] = (layer_box, band_box)
         self.grid.addWidget(self.message, len(self.inputs), 0, 1, 3)
+        self.grid.addWidget(self.confirm, len(self.inputs) + 1, 0, 1, 3)
         self.auto_map()
 
     def auto_map(self) -> None:
@@ -145,8 +171,14 @@ class BandMappingWidget(QWidget):
 
         layers = [lyr for lyr in QgsProject.instance().mapLayers().values()
                   if isinstance(lyr, QgsRasterLayer) and lyr.isValid()]
-        found = auto_map(self.inputs, [RasterBands(lyr.id(), lyr.name(), band_descriptions(lyr)) for lyr in layers])
+        described = [RasterBands(lyr.id(), lyr.name(), band_descriptions(lyr)) for lyr in layers]
+        found = auto_map(self.inputs, described)
         by_id = {lyr.id(): lyr for lyr in layers}
+        guess = positional_guess(self.inputs, described, found)
+        if guess:
+            found = guess
+        guessed_from = by_id[next(iter(guess.values()))[0]].name() if guess else None
+        self._filling = True  # the band boxes signal a change even with their signals blocked
         for name, (layer_box, band_box) in self.rows.items():
             hit = found.get(name)
             layer_box.blockSignals(True)
@@ -156,7 +188,16 @@ class BandMappingWidget(QWidget):
             band_box.setBand(hit[1] if hit else -1)
             layer_box.blockSignals(False)
             band_box.blockSignals(False)
-        self._on_edit()
+        self._filling = False
+        self.guessed_from = guessed_from
+        self.confirm.blockSignals(True)
+        self.confirm.setChecked(False)
+        self.confirm.blockSignals(False)
+        self._show()
+
+    def is_guess(self) -> bool:
+        """The rows hold a positional guess the person has not confirmed yet."""
+        return self.guessed_from is not None and not self.confirm.isChecked()
 
     def set_choice(self, name: str, layer: QgsRasterLayer | None, band: int) -> None:
         layer_box, band_box = self.rows[name]
@@ -176,11 +217,34 @@ class BandMappingWidget(QWidget):
         return [name for name, chosen in self.choice().items() if chosen is None]
 
     def is_complete(self) -> bool:
-        return bool(self.inputs) and not self.missing()
+        return bool(self.inputs) and not self.missing() and not self.is_guess()
+
+    def _on_confirm(self, *_args) -> None:
+        self._show()
 
     def _on_edit(self, *_args) -> None:
+        """A row changed by hand: the mapping is the person's own, no longer a guess."""
+        if self._filling:
+            return
+        self.guessed_from = None
+        self._show()
+
+    def _show(self) -> None:
         missing = self.missing()
-        if not self.inputs:
+        self.confirm.setVisible(self.guessed_from is not None)
+        if self.guessed_from is not None and not missing:
+            order = ", ".join(f"{name} ← band {i}" for i, name in enumerate(self.inputs, start=1))
+            if self.confirm.isChecked():
+                self.message.setStyleSheet(OK_STYLE)
+                self.message.setText(f"All input bands are mapped: by band order from '{self.guessed_from}' "
+                                     f"({order}), confirmed.")
+            else:
+                self.message.setStyleSheet(GUESS_STYLE)
+                self.message.setText(
+                    f"Guessed: no band is named as the model's, so the bands of '{self.guessed_from}' are taken in "
+                    f"order ({order}). Check that this is the order the model was trained on, then tick the box "
+                    f"below or pick the bands by hand.")
+        elif not self.inputs:
             self.message.clear()
         elif missing:
             self.message.setStyleSheet(ERROR_STYLE)

@@ -155,3 +155,46 @@ def test_cancel_stops_the_run_and_adds_nothing(dock, project, demo_scene, demo_p
     assert len(project.layerTreeRoot().findGroups()) == groups_before
     assert not list(Path(dock.run_folder).glob("*.tif")) and not list(Path(dock.run_folder).glob("*.gpkg"))
     assert dock.run_button.isEnabled() and not dock.cancel_button.isEnabled()
+
+
+def test_bands_without_the_models_names_are_guessed_by_order_and_wait_for_confirmation(
+        dock, project, demo_scene, demo_package, tmp_path, qtbot):
+    """A raster with exactly the model's band count but other names (an ArcGIS export's B1…Bn): the dock proposes
+    bands 1…n in order, marked as a guess, and runs only once the person confirms the order."""
+    with rasterio.open(demo_scene[1]) as src:
+        data, profile = src.read(), src.profile
+    with rasterio.open(tmp_path / "unnamed.tif", "w", **profile) as dst:
+        dst.write(data)
+        for b in range(1, dst.count + 1):
+            dst.set_band_description(b, f"B{b}")
+    unnamed = _add_raster(project, tmp_path / "unnamed.tif", "unnamed")
+    _add_raster(project, demo_scene[0].post_s2, "post_s2")  # 4 bands: not a candidate for 3 inputs
+    dock.load_package(demo_package)
+    assert dock.bands.choice() == {name: (unnamed, i) for i, name in enumerate(STACK_BANDS, start=1)}
+    text = dock.bands.message.text()
+    assert text.startswith("Guessed:") and "'unnamed'" in text and "pre_VV ← band 1" in text
+    assert "9a6700" in dock.bands.message.styleSheet()  # amber, not the green of a mapping by name
+    assert dock.bands.confirm.isVisibleTo(dock.bands) and not dock.bands.is_complete()
+    assert not dock.run_button.isEnabled()
+    dock.bands.confirm.setChecked(True)
+    assert dock.bands.is_complete() and dock.run_button.isEnabled() and "confirmed" in dock.bands.message.text()
+    params = dock.parameters(Path("/tmp/unused"))
+    assert params["INPUT"] == unnamed.source()
+    assert params["BAND_MAPPING"] == "pre_VV=1:1,post_VV=1:2,dNDVI=1:3"  # what predict's refusal would propose
+    dock.bands.set_choice("dNDVI", unnamed, 3)  # an edit by hand makes it the person's mapping
+    assert not dock.bands.confirm.isVisibleTo(dock.bands) and dock.bands.is_complete()
+
+
+def test_positional_guess_only_when_nothing_matches_by_name():
+    from landslide_mapper.ui.band_mapping import RasterBands, auto_map, positional_guess
+
+    rasters = [RasterBands("named", "x", ["a", "b", "c"]), RasterBands("bare", "y", ["", "", ""]),
+               RasterBands("four", "z", ["", "", "", ""])]
+    inputs = ["B04", "B03", "B02"]
+    assert positional_guess(inputs, rasters, auto_map(inputs, rasters)) == {
+        "B04": ("bare", 1), "B03": ("bare", 2), "B02": ("bare", 3)}  # an undescribed raster first
+    assert positional_guess(inputs, rasters[:1], auto_map(inputs, rasters[:1])) == {
+        "B04": ("named", 1), "B03": ("named", 2), "B02": ("named", 3)}
+    assert positional_guess(inputs, rasters[2:], auto_map(inputs, rasters[2:])) is None  # no raster of 3 bands
+    partly = [RasterBands("p", "p", ["B04", "", ""])]
+    assert positional_guess(inputs, partly, auto_map(inputs, partly)) is None  # a name matched: no guessing

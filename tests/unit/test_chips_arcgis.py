@@ -171,3 +171,64 @@ def test_our_classified_tiles_are_laid_out_like_arcgis_pro_writes_them(scene):
     assert world_file_text((t.c, t.f), (t.a, -t.e)) == (real / "images" / "000000000007.tfw").read_text()
     line = (ours / "map.txt").read_text().splitlines()[0]
     assert line.replace("0", "1") == (real / "map.txt").read_text().splitlines()[0].replace("0", "1")
+
+
+def _set_descriptions(folder: Path, names_for) -> None:
+    """Rewrite the band descriptions of every image tile (names_for(k) → names of tile k, or None to clear)."""
+    for k, tile in enumerate(sorted((folder / "images").glob("*.tif"))):
+        with rasterio.open(tile, "r+") as dst:
+            names = names_for(k)
+            for b in range(1, dst.count + 1):
+                dst.set_band_description(b, names[b - 1] if names else "")
+
+
+def _emd_band_names(folder: Path, names) -> None:
+    path = folder / "esri_model_definition.emd"
+    emd = json.loads(path.read_text())
+    emd["InputRastersProps"]["BandNames"] = names
+    path.write_text(json.dumps(emd))
+
+
+def _arcgis_only(scene, name: str) -> Path:
+    """Our Classified Tiles export stripped of our own side files, as ArcGIS Pro would leave the folder."""
+    stack, lab, tmp = scene
+    export_chips(stack, lab, tmp / name, tile_size=32, stride=32, validation_fraction=0.3, layout="arcgis")
+    for ours in ("chips.json", "stats.json", "index.csv", "preview.png"):
+        (tmp / name / ours).unlink()
+    return tmp / name
+
+
+def test_classified_tiles_written_carry_band_descriptions_in_tiles_and_emd(scene):
+    folder = _arcgis_only(scene, "a")
+    tiles = sorted((folder / "images").glob("*.tif"))
+    assert tiles
+    for tile in tiles:
+        with rasterio.open(tile) as src:
+            assert list(src.descriptions) == BANDS, tile.name
+    emd = json.loads((folder / "esri_model_definition.emd").read_text())
+    assert emd["InputRastersProps"]["BandNames"] == BANDS
+    assert load_chips(folder, landslide_classes="1").bands == BANDS
+
+
+def test_tile_descriptions_win_over_blank_or_other_emd_names(scene):
+    folder = _arcgis_only(scene, "a")
+    _emd_band_names(folder, ["", "", ""])  # ArcGIS Pro leaves them blank (see the real export)
+    _set_descriptions(folder, lambda k: ["B04", "B03", "B02"])
+    assert load_chips(folder, landslide_classes="1").bands == ["B04", "B03", "B02"]
+    _emd_band_names(folder, ["Red", "Green", "Blue"])
+    assert load_chips(folder, landslide_classes="1").bands == ["B04", "B03", "B02"]
+
+
+def test_inconsistent_or_missing_tile_descriptions_fall_back_to_emd_then_numbers(scene):
+    folder = _arcgis_only(scene, "a")
+    _set_descriptions(folder, lambda k: ["B04", "B03", "B02"] if k % 2 else ["B04", "B03", "B8A"])  # disagree
+    _emd_band_names(folder, ["Red", "Green", "Blue"])
+    assert load_chips(folder, landslide_classes="1").bands == ["Red", "Green", "Blue"]
+    _set_descriptions(folder, lambda k: ["B04", "B04", "B02"])  # the same everywhere, but not distinct
+    assert load_chips(folder, landslide_classes="1").bands == ["Red", "Green", "Blue"]
+    _set_descriptions(folder, lambda k: None)
+    assert load_chips(folder, landslide_classes="1").bands == ["Red", "Green", "Blue"]
+    _emd_band_names(folder, ["Red", "", "Blue"])  # incomplete
+    assert load_chips(folder, landslide_classes="1").bands == ["B1", "B2", "B3"]
+    _emd_band_names(folder, ["Red", "Green"])  # wrong count
+    assert load_chips(folder, landslide_classes="1").bands == ["B1", "B2", "B3"]
