@@ -10,10 +10,10 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from qgis.core import Qgis, QgsApplication, QgsMapLayerType, QgsProject, QgsRasterLayer
+from qgis.core import Qgis, QgsApplication, QgsMapLayerType, QgsProject, QgsRasterLayer, QgsSettings
 from qgis.PyQt.QtCore import Qt, QUrl
 from qgis.PyQt.QtGui import QDesktopServices, QIcon
-from qgis.PyQt.QtWidgets import QAction
+from qgis.PyQt.QtWidgets import QAction, QDockWidget, QMenu
 
 ROOT = Path(__file__).resolve().parent.parent
 ICON = ROOT / "ui" / "icons" / "landslide_mapper.svg"
@@ -24,15 +24,18 @@ TOOLBAR_NAME = "Landslide Mapper"
 TOOLBAR_OBJECT_NAME = "LandslideMapperToolbar"
 ICONS = ROOT / "ui" / "icons"
 LAYER_MENU = "Landslide Mapper"  # submenu of a raster layer's context menu
+DOCK_SETTINGS = "landslide_mapper/docks"  # where the docks were left: area, width, floating geometry
 # dock key → (module, class, menu text, icon, tooltip)
 DOCKS = {
-    "model": ("model_dock", "ModelDock", "Map landslides with a model", "model",
-              "Open a model package, map its input bands and map landslides (the 'predict' algorithm)"),
-    "evaluation": ("evaluation_dock", "EvaluationDock", "Evaluate a landslide map", "evaluate",
-                   "Scores, confusion map and comparison of landslide maps (the 'evaluate' algorithm)"),
-    "training": ("training_dock", "TrainingDock", "Train a landslide model", "train",
-                 "Export training chips and train a model package (the 'export_chips' and 'train' algorithms)"),
+    "model": ("model_dock", "ModelDock", "Mapping panel", "model",
+              "Panel: open a model package, map its input bands and map landslides (the 'predict' algorithm)"),
+    "evaluation": ("evaluation_dock", "EvaluationDock", "Evaluation panel", "evaluate",
+                   "Panel: scores, confusion map and comparison of landslide maps (the 'evaluate' algorithm)"),
+    "training": ("training_dock", "TrainingDock", "Training panel", "train",
+                 "Panel: export training chips and train a model package (the 'export_chips' and 'train' "
+                 "algorithms)"),
 }
+ALGORITHMS_MENU = "Processing algorithms"  # the submenu with one dialog per algorithm, grouped as in the toolbox
 
 
 class LandslideMapperPlugin:
@@ -42,6 +45,8 @@ class LandslideMapperPlugin:
         self.iface = iface
         self.provider = None
         self.actions: list[QAction] = []  # every action we put in the Raster menu (toolbar ones included)
+        self.algorithm_actions: list[QAction] = []  # one per algorithm, in the "Processing algorithms" submenu
+        self.algorithms_menu = None
         self.toolbar = None
         self.docks: dict = {}  # key → dock widget, created when first shown
         self.dock_actions: dict[str, QAction] = {}
@@ -81,7 +86,7 @@ class LandslideMapperPlugin:
         self.toolbar = self.iface.addToolBar(TOOLBAR_NAME)
         self.toolbar.setObjectName(TOOLBAR_OBJECT_NAME)
 
-        tools = QAction(QIcon(str(ICON)), "Open Landslide Mapper tools", main_window)
+        tools = QAction(QIcon(str(ICON)), "Open the Processing toolbox", main_window)
         tools.setObjectName("landslideMapperOpenTools")
         tools.setToolTip("Show the Processing toolbox, where the Landslide Mapper algorithms live")
         tools.triggered.connect(self.open_tools)
@@ -104,10 +109,20 @@ class LandslideMapperPlugin:
         doctor.setToolTip("QGIS, Python, PyTorch and GPU versions, what is missing and how to install it")
         doctor.triggered.connect(self.open_doctor)
 
-        for action in (tools, *self.dock_actions.values(), doctor, help_action):
+        # Raster ▸ Landslide Mapper: the panels, then the algorithms' dialogs (a submenu), then tools and help.
+        self.algorithms_menu = QMenu(ALGORITHMS_MENU, main_window)
+        self.algorithms_menu.setObjectName("landslideMapperAlgorithmsMenu")
+        self.algorithms_menu.setToolTipsVisible(True)
+        algorithms_action = self.algorithms_menu.menuAction()
+        algorithms_action.setObjectName("landslideMapperAlgorithms")
+        algorithms_action.setIcon(QIcon(str(ICON)))
+        menu = [*self.dock_actions.values(), self._separator("landslideMapperSeparatorPanels"), algorithms_action,
+                self._separator("landslideMapperSeparatorAlgorithms"), tools, doctor, help_action]
+        for action in menu:
             self.iface.addPluginToRasterMenu(MENU, action)
-            self.toolbar.addAction(action)
             self.actions.append(action)
+        for action in (*self.dock_actions.values(), tools, doctor, help_action):
+            self.toolbar.addAction(action)
 
         for kind, text in (("dndvi", "Style as dNDVI (vegetation change)"),
                            ("sar_change", "Style as SAR change (dB)")):
@@ -119,14 +134,24 @@ class LandslideMapperPlugin:
         QgsProject.instance().layersAdded.connect(self.style_new_layers)
         self._warn_without_torch()
 
-        # One menu entry per algorithm, opening its dialog (same as double-clicking it in the toolbox).
+        # One entry per algorithm, opening its dialog (same as double-clicking it in the toolbox), by group.
+        group = None
         for algorithm in self._algorithms():
+            if algorithm.group() != group:
+                group = algorithm.group()
+                self.algorithms_menu.addSection(group)
             action = QAction(algorithm.icon(), f"{algorithm.displayName()}…", main_window)
             action.setObjectName(f"landslideMapperRun_{algorithm.name()}")
             action.setToolTip(algorithm.shortDescription() or algorithm.displayName())
             action.triggered.connect(lambda _checked=False, alg_id=algorithm.id(): self.open_algorithm(alg_id))
-            self.iface.addPluginToRasterMenu(MENU, action)
-            self.actions.append(action)
+            self.algorithms_menu.addAction(action)
+            self.algorithm_actions.append(action)
+
+    def _separator(self, name: str) -> QAction:
+        separator = QAction(self.iface.mainWindow())
+        separator.setSeparator(True)
+        separator.setObjectName(name)
+        return separator
 
     def unload(self) -> None:
         """Remove docks, menu entries, layer actions, the toolbar and the provider; QGIS is left as before initGui."""
@@ -137,6 +162,7 @@ class LandslideMapperPlugin:
             QgsProject.instance().layersAdded.disconnect(self.style_new_layers)
         except TypeError:  # not connected (initGui never ran, or unload runs twice)
             pass
+        self._remember_sizes()
         for dock in self.docks.values():
             if getattr(dock, "chain", None) is not None and dock.chain.running:
                 dock.chain.cancel()
@@ -156,8 +182,15 @@ class LandslideMapperPlugin:
             self.iface.removePluginRasterMenu(MENU, action)
             if self.toolbar is not None:
                 self.toolbar.removeAction(action)
-            action.deleteLater()
+            if action is not getattr(self.algorithms_menu, "menuAction", lambda: None)():
+                action.deleteLater()
         self.actions = []
+        for action in self.algorithm_actions:
+            action.deleteLater()
+        self.algorithm_actions = []
+        if self.algorithms_menu is not None:
+            self.algorithms_menu.deleteLater()
+            self.algorithms_menu = None
         if self.toolbar is not None:
             self.iface.mainWindow().removeToolBar(self.toolbar)
             self.toolbar.deleteLater()
@@ -208,14 +241,60 @@ class LandslideMapperPlugin:
             module = importlib.import_module(f"..ui.{module_name}", __package__)  # lazily: docks are Qt-heavy
             dock = getattr(module, class_name)(self.iface, self.iface.mainWindow())
             dock.hide()
-            self.iface.addDockWidget(Qt.RightDockWidgetArea, dock)
+            self._place_dock(dock)
             dock.visibilityChanged.connect(lambda visible, k=key: self._sync_action(k, visible))
+            dock.dockLocationChanged.connect(lambda area, d=dock: self._remember_placement(d, area))
+            dock.topLevelChanged.connect(lambda _floating, d=dock: self._remember_placement(d))
             if key == "training":
                 dock.loadRequested.connect(self.load_in_model_dock)
             if key == "model":
                 dock.runFinished.connect(self._offer_mask_for_evaluation)
             self.docks[key] = dock
         return self.docks[key]
+
+    def _place_dock(self, dock) -> None:
+        """Our docks share one place, tabbed together: where the user left them last time, else the right dock
+        area beside (not under) the Processing toolbox, as wide as their widest control needs."""
+        from ..ui.common import fit_dock_width
+
+        main_window = self.iface.mainWindow()
+        settings = QgsSettings()
+        area = Qt.DockWidgetArea(int(settings.value(f"{DOCK_SETTINGS}/area", int(Qt.RightDockWidgetArea))))
+        if area not in (Qt.LeftDockWidgetArea, Qt.RightDockWidgetArea, Qt.TopDockWidgetArea,
+                        Qt.BottomDockWidgetArea):
+            area = Qt.RightDockWidgetArea
+        ours = [d for d in self.docks.values() if d is not dock]
+        toolbox = main_window.findChild(QDockWidget, "ProcessingToolbox")
+        self.iface.addDockWidget(area, dock)
+        if ours:
+            main_window.tabifyDockWidget(ours[0], dock)
+        elif (toolbox is not None and toolbox.isVisible() and not toolbox.isFloating()
+              and main_window.dockWidgetArea(toolbox) == area):
+            main_window.splitDockWidget(toolbox, dock, Qt.Horizontal)  # full height, not squeezed under it
+        width = max(fit_dock_width(dock), int(settings.value(f"{DOCK_SETTINGS}/width", 0) or 0))
+        main_window.resizeDocks([dock], [width], Qt.Horizontal)
+        if settings.value(f"{DOCK_SETTINGS}/floating", False, type=bool):
+            geometry = settings.value(f"{DOCK_SETTINGS}/geometry")
+            dock.setFloating(True)
+            if geometry is not None:
+                dock.restoreGeometry(geometry)
+
+    def _remember_placement(self, dock, area=None) -> None:
+        """Area, width and floating geometry of our docks, for the next session."""
+        settings = QgsSettings()
+        if area is not None and int(area) != int(Qt.NoDockWidgetArea):
+            settings.setValue(f"{DOCK_SETTINGS}/area", int(area))
+        settings.setValue(f"{DOCK_SETTINGS}/floating", dock.isFloating())
+        if dock.isFloating():
+            settings.setValue(f"{DOCK_SETTINGS}/geometry", dock.saveGeometry())
+
+    def _remember_sizes(self) -> None:
+        visible = [d for d in self.docks.values() if d.isVisible() and not d.isFloating()]
+        if visible:
+            QgsSettings().setValue(f"{DOCK_SETTINGS}/width", visible[0].width())
+        for dock in self.docks.values():
+            self._remember_placement(dock)
+            break
 
     def show_dock(self, key: str, visible: bool = True):
         dock = self.dock(key)

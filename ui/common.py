@@ -2,22 +2,38 @@
 from __future__ import annotations
 
 import re
+import tempfile
 from datetime import datetime
 from pathlib import Path
 
 from qgis.core import (
+    Qgis,
     QgsLayerTreeGroup,
     QgsMapLayer,
+    QgsMessageLog,
     QgsProcessingUtils,
     QgsProject,
     QgsRasterLayer,
     QgsSettings,
     QgsVectorLayer,
 )
-from qgis.PyQt.QtCore import Qt, QUrl
+from qgis.PyQt.QtCore import QEvent, QObject, Qt, QUrl
 from qgis.PyQt.QtGui import QDesktopServices, QIcon
 from qgis.gui import QgsScrollArea
-from qgis.PyQt.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QToolButton, QVBoxLayout, QWidget
+from qgis.PyQt.QtWidgets import (
+    QAbstractScrollArea,
+    QComboBox,
+    QFormLayout,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QStyle,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 ICONS = ROOT / "ui" / "icons"
@@ -71,6 +87,9 @@ def add_run_row(owner, body, layout, icon_name: str, text: str, tooltip: str = "
 
     Every dock runs its work the same way, so they share this row; `owner.run` and `owner.cancel` are connected.
     """
+    footer = getattr(owner, "run_footer", None)  # docks pin the row under their scroll area (scrolling_body)
+    if footer is not None:
+        layout, body = footer, footer.parentWidget()
     row = QHBoxLayout()
     owner.progress = QProgressBar(body)
     owner.progress.setRange(0, 100)
@@ -115,9 +134,62 @@ def remember_package(path: str) -> list[str]:
     return paths[:MAX_RECENT]
 
 
+RUNS_IN_PROJECT = "landslide_mapper_runs"  # beside a saved project
+RUNS_IN_HOME = "Landslide Mapper runs"  # under the user's home while the project is not saved
+
+
+def is_temporary(folder: str | Path) -> bool:
+    """Whether a folder lies in a temporary folder (QGIS's Processing one, the system's): gone after a restart."""
+    try:
+        path = Path(folder).expanduser().resolve()
+    except (OSError, RuntimeError):
+        return False
+    temporary = {Path(tempfile.gettempdir()).resolve(), Path("/tmp").resolve(), Path("/var/tmp").resolve()}
+    try:
+        temporary.add(Path(QgsProcessingUtils.tempFolder()).resolve().parent)
+    except (OSError, RuntimeError):
+        pass
+    return any(path == t or t in path.parents for t in temporary)
+
+
+def _in_processing_temp(folder: str) -> bool:
+    """A folder inside one of QGIS's temporary Processing folders (/tmp/processing_XXXX), the old default."""
+    try:
+        parts = Path(folder).resolve().relative_to(Path(tempfile.gettempdir()).resolve()).parts
+    except (ValueError, OSError, RuntimeError):
+        return False
+    return bool(parts) and parts[0].startswith("processing_")
+
+
 def run_root() -> str:
-    """Where runs write their files: the folder chosen last time, else the Processing temporary folder."""
-    return QgsSettings().value(RUN_FOLDER, "") or QgsProcessingUtils.tempFolder()
+    """Where runs write their files, a folder the user keeps: beside the project when it is saved, else the
+    folder chosen last time, else ~/Landslide Mapper runs. QGIS's temporary Processing folder (the default of
+    earlier versions) is not offered again."""
+    home = QgsProject.instance().homePath()
+    if home and not is_temporary(home):
+        return str(Path(home) / RUNS_IN_PROJECT)
+    remembered = QgsSettings().value(RUN_FOLDER, "") or ""
+    if remembered and not _in_processing_temp(remembered):
+        return remembered
+    return str(Path.home() / RUNS_IN_HOME)
+
+
+def warn_if_temporary(folder: str | Path) -> bool:
+    """Say in QGIS's message bar (and log) that a run writes into a temporary folder; True when it does."""
+    if not is_temporary(folder):
+        return False
+    text = (f"Results are written to {folder}, a temporary folder: they are lost when it is cleaned (at the latest "
+            f"after a restart). Choose an output folder you keep in the panel.")
+    QgsMessageLog.logMessage(text, "Landslide Mapper", Qgis.Warning)
+    from qgis import utils
+
+    bar = getattr(getattr(utils, "iface", None), "messageBar", None)
+    if callable(bar):
+        try:
+            bar().pushMessage("Landslide Mapper", text, level=Qgis.Warning, duration=15)
+        except (AttributeError, TypeError, RuntimeError):
+            pass
+    return True
 
 
 def remember_run_root(folder: str) -> None:
@@ -135,6 +207,7 @@ def new_run(kind: str, subject: str, root: str | None = None) -> tuple[str, Path
         n += 1
         folder = base.with_name(f"{base.name}_{n}")
     folder.mkdir(parents=True)
+    warn_if_temporary(folder)
     return name, folder
 
 
@@ -166,11 +239,91 @@ def layer_source(layer: QgsMapLayer | None) -> str | None:
     return layer.source() if layer is not None else None
 
 
+DOCK_MAX_MIN_WIDTH = 520  # px: a dock never asks for more than this, whatever a widget would like
+COMBO_CHARACTERS = 18  # layer and option lists show this many characters at least, the rest in their popup
+
+
 def scrolling_body(dock) -> tuple[QWidget, QVBoxLayout]:
-    """The dock's content widget inside a scroll area (docks are often short), and its vertical layout."""
+    """The dock's content widget inside a vertical-only scroll area, and its vertical layout.
+
+    Under the scroll area sits `dock.run_footer`, where `add_run_row` pins the progress bar, Run/Cancel and the
+    status line: they stay in view however long the form is. Text wraps instead of scrolling sideways, and the dock
+    keeps the minimum width that shows every control (see `fit_dock_width`).
+    """
+    outer = QWidget()
+    outer_layout = QVBoxLayout(outer)
+    outer_layout.setContentsMargins(0, 0, 0, 0)
+    outer_layout.setSpacing(0)
     body = QWidget()
-    scroll = QgsScrollArea(dock)
+    scroll = QgsScrollArea(outer)
     scroll.setWidgetResizable(True)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+    scroll.setFrameShape(QFrame.NoFrame)
     scroll.setWidget(body)
-    dock.setWidget(scroll)
+    outer_layout.addWidget(scroll, 1)
+    footer = QWidget(outer)
+    footer.setObjectName("runFooter")
+    footer_layout = QVBoxLayout(footer)
+    footer_layout.setContentsMargins(9, 4, 9, 6)
+    outer_layout.addWidget(footer)
+    dock.setWidget(outer)
+    dock.scroll_area = scroll
+    dock.run_footer = footer_layout
+    fitter = _DockFitter(dock, body)
+    body.installEventFilter(fitter)
+    dock._fitter = fitter  # keep the Python object alive with the dock
     return body, QVBoxLayout(body)
+
+
+def fit_dock_width(dock) -> int:
+    """Labels wrap, form labels go above their field when narrow, lists show COMBO_CHARACTERS, and the dock's
+    minimum width becomes what its widest control needs (no horizontal scrolling, nothing cut off)."""
+    outer = dock.widget()
+    if outer is None:
+        return 0
+    form_labels = set()
+    for form in outer.findChildren(QFormLayout):
+        form.setRowWrapPolicy(QFormLayout.WrapLongRows)  # a long label goes above its field, whole
+        form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
+        for row in range(form.rowCount()):
+            item = form.itemAt(row, QFormLayout.LabelRole)
+            if item is not None and isinstance(item.widget(), QLabel):
+                form_labels.add(item.widget())
+    for label in outer.findChildren(QLabel):
+        if label in form_labels:
+            label.setWordWrap(False)
+        elif label.text() and not label.pixmap() and not label.wordWrap():
+            label.setWordWrap(True)
+    for combo in outer.findChildren(QComboBox):
+        if combo.sizeAdjustPolicy() != QComboBox.AdjustToMinimumContentsLengthWithIcon:
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(COMBO_CHARACTERS)
+    for area in outer.findChildren(QAbstractScrollArea):
+        if area is not getattr(dock, "scroll_area", None):
+            area.setHorizontalScrollBarPolicy(Qt.ScrollBarAsNeeded)
+    scroll = getattr(dock, "scroll_area", None)
+    body = scroll.widget() if scroll is not None else outer
+    bar = dock.style().pixelMetric(QStyle.PM_ScrollBarExtent)
+    needed = max(body.minimumSizeHint().width() + bar, outer.minimumSizeHint().width()) + 4
+    width = min(needed, DOCK_MAX_MIN_WIDTH)
+    if dock.minimumWidth() != width:
+        dock.setMinimumWidth(width)
+    return width
+
+
+class _DockFitter(QObject):
+    """Re-fits a dock's minimum width when it is shown and whenever its body's layout changes."""
+
+    def __init__(self, dock, body):
+        super().__init__(body)
+        self.dock = dock
+        self._busy = False
+
+    def eventFilter(self, watched, event):  # noqa: N802 (Qt)
+        if event.type() in (QEvent.Show, QEvent.LayoutRequest) and not self._busy:
+            self._busy = True
+            try:
+                fit_dock_width(self.dock)
+            finally:
+                self._busy = False
+        return False

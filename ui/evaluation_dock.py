@@ -98,7 +98,7 @@ class EvaluationDock(QgsDockWidget):
     runFinished = pyqtSignal(bool, str)
 
     def __init__(self, iface, parent=None):
-        super().__init__("Landslide Mapper: evaluate a map", parent)
+        super().__init__("Map evaluation", parent)  # short: the three docks share one tab bar
         self.setObjectName(self.OBJECT_NAME)
         self.iface = iface
         self.chain: AlgorithmChain | None = None

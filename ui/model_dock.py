@@ -96,7 +96,7 @@ class ModelDock(QgsDockWidget):
     runFinished = pyqtSignal(bool, str)  # ok, group name or error message
 
     def __init__(self, iface, parent=None):
-        super().__init__("Landslide Mapper: map with a model", parent)
+        super().__init__("Landslide mapping", parent)  # short: the three docks share one tab bar
         self.setObjectName(self.OBJECT_NAME)
         self.iface = iface
         self.package_path: str | None = None

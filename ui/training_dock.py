@@ -51,7 +51,7 @@ class TrainingDock(QgsDockWidget):
     runFinished = pyqtSignal(bool, str)
 
     def __init__(self, iface, parent=None):
-        super().__init__("Landslide Mapper: train a model", parent)
+        super().__init__("Model training", parent)  # short: the three docks share one tab bar
         self.setObjectName(self.OBJECT_NAME)
         self.iface = iface
         self.chain: AlgorithmChain | None = None

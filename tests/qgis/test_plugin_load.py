@@ -16,8 +16,8 @@ from landslide_mapper.processing_provider.algorithms import ALGORITHMS
 from landslide_mapper.processing_provider.provider import LandslideMapperProvider, shipped_models
 
 PROVIDER_ID = "landslide_mapper"
-TOOLBAR = ["Open Landslide Mapper tools", "Map landslides with a model", "Evaluate a landslide map",
-           "Train a landslide model", "Doctor: check the installation…", "Help"]
+TOOLBAR = ["Mapping panel", "Evaluation panel", "Training panel", "Open the Processing toolbox",
+           "Doctor: check the installation…", "Help"]
 REQUIRED_METADATA = ("name", "qgisMinimumVersion", "description", "about", "version", "author", "email",
                      "repository", "tracker", "homepage", "category", "icon", "tags", "experimental",
                      "hasProcessingProvider")
@@ -82,10 +82,15 @@ def test_init_gui_registers_provider_with_every_algorithm(loaded_plugin):
 def test_init_gui_adds_raster_menu_and_toolbar(loaded_plugin, qgis_iface):
     menu_actions = [call.args[1] for call in qgis_iface.addPluginToRasterMenu.call_args_list]
     assert {call.args[0] for call in qgis_iface.addPluginToRasterMenu.call_args_list} == {"&Landslide Mapper"}
-    texts = [a.text() for a in menu_actions]
-    assert texts[:len(TOOLBAR)] == TOOLBAR
-    # one entry per algorithm and shipped model besides the fixed ones (tools, 3 docks, doctor, help)
-    assert len(menu_actions) == len(TOOLBAR) + len(ALGORITHMS) + len(shipped_models())
+    # panels first, a separator, the algorithms' submenu, a separator, then toolbox, Doctor and help
+    texts = ["---" if a.isSeparator() else a.text() for a in menu_actions]
+    assert texts == TOOLBAR[:3] + ["---", "Processing algorithms", "---"] + TOOLBAR[3:]
+    submenu = menu_actions[4].menu()
+    entries = [a for a in submenu.actions() if not a.isSeparator()]
+    # one dialog per algorithm and shipped model, under section headings named after the toolbox groups
+    assert len(entries) == len(ALGORITHMS) + len(shipped_models())
+    assert all(a.text().endswith("…") for a in entries)
+    assert {a.text() for a in submenu.actions() if a.isSeparator()} >= {"Workflows"}
     toolbars = qgis_iface.mainWindow().findChildren(QToolBar, "LandslideMapperToolbar")
     assert len(toolbars) == 1
     assert [a.text() for a in toolbars[0].actions()] == TOOLBAR
