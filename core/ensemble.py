@@ -1,5 +1,6 @@
 """Ensembles as in the global study: train a grid of architectures × losses × learning rates, rank the members by
-validation F1 on a leaderboard, and package the pixel-wise mean of the top K.
+validation F1 on a leaderboard, and package the pixel-wise mean of the top K (or of fewer of them, when the top k < K
+score better on validation: an ensemble is kept only where it beats its best member on validation).
 
 Members are ordinary packages in `<package>.members/`; a member whose package exists with the same settings is
 not trained again, so an interrupted grid continues where it stopped (an interrupted member resumes from its own
@@ -93,6 +94,16 @@ def select_top_k(rows: Sequence[dict], k: int) -> list[dict]:
     return ranked[:k]
 
 
+def best_prefix(f1_of_prefix: Sequence[float]) -> int:
+    """How many of the ranked members to keep: the k whose top-k mean scores the highest validation F1 (ties: the
+    larger ensemble, which varies less on new data)."""
+    scores = [f if f is not None and math.isfinite(f) else -math.inf for f in f1_of_prefix]
+    if not scores:
+        raise InputError("No ensemble member to keep.")
+    best = max(scores)
+    return max(k for k, f in enumerate(scores, start=1) if f == best)
+
+
 def _row(name: str, manifest: dict) -> dict:
     member = manifest["members"][0]
     vm = manifest.get("validation_metrics", {})
@@ -165,9 +176,21 @@ def train_ensemble(
     started = time.perf_counter()
     chosen = [read_package(paths[name]) for name in selected]
     device = pick_device(config.base.device)
-    val = validate_members([(pkg.networks[0], 1.0) for pkg in chosen], *data.val, device,
-                           config.base.batch_size * 2)
+    # Each top-k prefix (k = 1 … K) is scored on the pooled validation pixels at its own best threshold; the
+    # package keeps the best-scoring prefix, so it never scores below its best member on validation (members that
+    # agree on the same errors, or whose probabilities are calibrated differently, can pull a mean below it).
+    prefix = [validate_members([(pkg.networks[0], 1.0) for pkg in chosen[:k]], *data.val, device,
+                               config.base.batch_size * 2) for k in range(1, len(chosen) + 1)]
+    keep = best_prefix([v["f1"] for v in prefix])
+    val = prefix[keep - 1]
     best_single = top[0]
+    for k, v in enumerate(prefix, start=1):
+        progress.log(f"Top {k}: validation F1 {v['f1']:.3f} at threshold {v['threshold']:.2f}"
+                     f"{' (kept)' if k == keep else ''}.")
+    if keep < len(chosen):
+        progress.log(f"The top {keep} score better on validation than the top {len(chosen)}: the ensemble keeps "
+                     f"{keep} member(s).")
+        chosen, selected = chosen[:keep], selected[:keep]
     progress.log(f"Ensemble of {len(selected)}: validation F1 {val['f1']:.3f} at threshold {val['threshold']:.2f} "
                  f"(best single member {best_single['member']}: {float(best_single['val_f1']):.3f}).")
     entries = []

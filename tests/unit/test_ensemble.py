@@ -22,6 +22,17 @@ def test_top_k_are_the_highest_validation_f1_with_ties_broken_by_mcc():
     assert [r["member"] for r in select_top_k(rows, 10)] == ["b", "d", "a", "f"]  # unscored members never chosen
 
 
+def test_the_ensemble_keeps_the_top_k_prefix_that_scores_best_on_validation():
+    from landslide_mapper.core.ensemble import best_prefix
+
+    assert best_prefix([0.60, 0.66, 0.64]) == 2
+    assert best_prefix([0.70, 0.66, 0.64]) == 1  # no mean beats the best member: keep it alone
+    assert best_prefix([0.60, 0.66, 0.66]) == 3  # ties: the larger ensemble
+    assert best_prefix([float("nan"), 0.1]) == 2
+    with pytest.raises(InputError):
+        best_prefix([])
+
+
 def test_the_grid_is_architectures_times_losses_times_learning_rates():
     grid = member_configs(EnsembleConfig(architectures=["Unet", "PSPNet", "ResUNet"], losses=["dice", "lovasz"],
                                          learning_rates=[0.01, 0.001]))
@@ -44,16 +55,18 @@ def test_ensemble_packages_the_top_k_members_writes_a_leaderboard_and_skips_trai
     with open(result.leaderboard, newline="") as f:
         board = list(csv.DictReader(f))
     members, ensemble_row = board[:-1], board[-1]
-    assert len(members) == 4 and ensemble_row["member"] == "ENSEMBLE (top 2)"
+    kept = len(result.selected)  # the top 2, or the top 1 alone when it scores better on validation
+    assert kept in (1, 2) and len(members) == 4 and ensemble_row["member"] == f"ENSEMBLE (top {kept})"
     f1s = [float(r["val_f1"]) for r in members]
     assert f1s == sorted(f1s, reverse=True) and [r["rank"] for r in members] == ["1", "2", "3", "4"]
+    assert float(ensemble_row["val_f1"]) >= f1s[0] - 1e-4  # never below its best member on validation
     assert {"precision", "recall", "mcc", "seconds"} <= set(members[0])
-    top = [r["member"] for r in members[:2]]
-    assert result.selected == top and [r["selected"] for r in members] == ["True", "True", "False", "False"]
+    top = [r["member"] for r in members[:kept]]
+    assert result.selected == top
+    assert [r["selected"] for r in members] == ["True"] * kept + ["False"] * (4 - kept)
 
     pkg = read_package(result.package)
-    assert [m["name"] for m in pkg.manifest["members"]] == top and len(pkg.networks) == 2
-    assert pkg.manifest["architecture"] == "ensemble"
+    assert [m["name"] for m in pkg.manifest["members"]] == top and len(pkg.networks) == kept
     assert pkg.manifest["validation_metrics"]["f1"] == pytest.approx(float(ensemble_row["val_f1"]), abs=1e-4)
     member = read_package(tmp_path / "ens.lmpkg.members" / f"{top[0]}.lmpkg").networks[0].state_dict()
     assert all(torch.equal(member[k], pkg.networks[0].state_dict()[k]) for k in member)
