@@ -8,7 +8,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from qgis.gui import QgsCollapsibleGroupBox, QgsDockWidget, QgsFileWidget
+from qgis.core import QgsProject, QgsRasterLayer, QgsVectorLayer, QgsWkbTypes
+from qgis.gui import QgsCollapsibleGroupBox, QgsDockWidget, QgsFileWidget, QgsMapLayerComboBox
+from qgis.PyQt import sip
 from qgis.PyQt.QtCore import pyqtSignal
 from qgis.PyQt.QtWidgets import (
     QButtonGroup,
@@ -41,6 +43,30 @@ EXPORT = "export_chips"
 TRAINERS = [("train", "Single model"), ("train_ensemble", "Ensemble of models (top-K of a grid)")]
 CHIP_MAIN = {"INPUT", "LABELS", "CLASS_FIELD", "TILE_SIZE", "STRIDE", "VALIDATION_FRACTION"}
 TRAIN_HANDLED = {"CHIPS", "VALIDATION_CHIPS", "OUTPUT"}
+
+
+def stack_band_names(layer) -> list[str]:
+    """The band names of a raster layer as our stacks write them ('pre_VV', 'dNDVI'), QGIS's "Band 1: " cut off."""
+    return [layer.bandName(i).split(": ", 1)[-1] for i in range(1, layer.bandCount() + 1)]
+
+
+def is_plausible_stack(layer) -> bool:
+    """A raster whose band names are those of a change stack (pre_/post_ bands, dNDVI, dVV, dVH, terrain)."""
+    from ..core.stack import catalogue_name
+
+    if not isinstance(layer, QgsRasterLayer) or not layer.isValid():
+        return False
+    for name in stack_band_names(layer):
+        bare = name.split("_", 1)[1] if name.startswith(("pre_", "post_")) else name
+        if name in ("dNDVI", "dVV", "dVH") or catalogue_name(bare) is not None:
+            return True
+    return False
+
+
+def is_plausible_labels(layer) -> bool:
+    """Mapped landslides: a polygon layer (a label raster is chosen by hand)."""
+    return (isinstance(layer, QgsVectorLayer) and layer.isValid()
+            and QgsWkbTypes.geometryType(layer.wkbType()) == QgsWkbTypes.PolygonGeometry)
 
 
 class TrainingDock(QgsDockWidget):
@@ -139,12 +165,37 @@ class TrainingDock(QgsDockWidget):
         layout.addStretch(1)
         self._on_chip_source(True)
         self._show_trainer(0)
+        self.choose_plausible_inputs()
+        QgsProject.instance().layersAdded.connect(self.choose_plausible_inputs)
         if not self.panels:
             self.run_button.setEnabled(False)
             show_status(self.status, "The 'train' algorithm is not available: is the Landslide Mapper provider "
                                      "enabled?", error=True)
 
     # -- choices -----------------------------------------------------------------------------------------------
+    def choose_plausible_inputs(self, *_args) -> None:
+        """Preselect a change stack (a raster with stack band names) and landslide polygons where the current
+        choice is not one; otherwise leave the choice empty (never a confusion map as both)."""
+        if "INPUT" not in self.chip_panel.names():
+            return
+        project = QgsProject.instance()
+        for name, plausible in (("INPUT", is_plausible_stack), ("LABELS", is_plausible_labels)):
+            current = project.mapLayer(str(self.chip_panel.wrappers[name].parameterValue() or ""))
+            if current is not None and plausible(current):
+                continue
+            candidates = [layer for layer in project.mapLayers().values() if plausible(layer)]
+            candidates.sort(key=lambda layer: "landslide" not in layer.name().lower())
+            if candidates:
+                self.chip_panel.set_value(name, candidates[0].id())
+                continue
+            # Required, yet better empty than a wrong layer: the user picks one. The Processing widget's inner
+            # layer list is a QgsMapLayerComboBox that PyQt knows only as a QComboBox.
+            for child in self.chip_panel.widget(name).findChildren(QComboBox):
+                if child.metaObject().className() == "QgsMapLayerComboBox":
+                    combo = sip.cast(child, QgsMapLayerComboBox)
+                    combo.setAllowEmptyLayer(True)
+                    combo.setLayer(None)
+
     def _on_chip_source(self, exporting: bool) -> None:
         self.chip_panel.setEnabled(exporting)
         self.chip_more_box.setEnabled(exporting)

@@ -83,8 +83,7 @@ def test_axis_limits_are_round_numbers():
 
 def test_ensemble_choice_runs_train_ensemble_with_its_own_options(dock, tmp_path):
     index = dock.trainer_box.findData("train_ensemble")
-    if index < 0:
-        pytest.skip("this version of the provider has no train_ensemble algorithm")
+    assert index >= 0, "the provider has no train_ensemble algorithm: the dock cannot offer ensembles"
     dock.trainer_box.setCurrentIndex(index)
     main, more = dock.training_panels()
     assert "TOP_K" in main.names() + more.names()
@@ -93,3 +92,27 @@ def test_ensemble_choice_runs_train_ensemble_with_its_own_options(dock, tmp_path
     assert [s.algorithm_id for s in steps] == ["export_chips", "train_ensemble"]
     params = steps[1].parameters({"chips": {"OUTPUT_FOLDER": "/chips"}})
     assert params["CHIPS"] == "/chips" and params["OUTPUT"].endswith("model.lmpkg")
+
+
+def test_defaults_are_a_stack_and_polygons_never_a_confusion_map(qgis_iface, landslide_provider, project,
+                                                                 isolated_settings, demo_scene, tmp_path, qtbot):
+    """A confusion map (one band, integer codes) is neither a change stack nor landslide labels: nothing is
+    preselected until a stack and a polygon layer are in the project, then those are."""
+    import numpy as np
+    from support import write_raster
+
+    from landslide_mapper.ui.training_dock import TrainingDock
+
+    event, stack_path = demo_scene
+    confusion = QgsRasterLayer(write_raster(tmp_path / "confusion.tif", np.ones((8, 8), np.uint8), ["confusion"]),
+                               "Confusion map")
+    project.addMapLayer(confusion)
+    dock = TrainingDock(qgis_iface)
+    qtbot.addWidget(dock)
+    values = dock.chip_panel.values()
+    assert values.get("INPUT") in (None, "") and values.get("LABELS") in (None, "")
+    stack = QgsRasterLayer(stack_path, "stack")
+    labels = QgsVectorLayer(f"{event.labels_vector}|layername=landslides", "inventory", "ogr")
+    project.addMapLayers([stack, labels])
+    values = dock.chip_panel.values()
+    assert values["INPUT"] in (stack.id(), stack.source()) and values["LABELS"] in (labels.id(), labels.source())
