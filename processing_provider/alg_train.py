@@ -46,7 +46,9 @@ class TrainAlgorithm(LandslideAlgorithm):
         "landslides (e.g. <i>2</i>); all other classes are learnt as background. Empty: the choice made at "
         "export; for an ArcGIS folder, the class named 'landslide' or its only class (with several classes you "
         "must say which). An ArcGIS folder has no split: whole blocks of tiles (two tiles wide) are held out for "
-        "validation, and training tiles overlapping them are left out."
+        "validation, and training tiles overlapping them are left out. Its band names (which predict matches "
+        "against the input raster's band descriptions) are the tiles' own band descriptions when every tile has "
+        "the same, else the .emd's band names, else B1…Bn; with B1…Bn, predict says which band mapping to pass."
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
