@@ -1,4 +1,5 @@
-"""`make bench`: speed and memory benchmarks, each printed as a ratio against a plain reference run in-process.
+"""`make bench`: speed and memory benchmarks, each printed as a ratio against a plain reference run in-process, and
+`make bench BENCH=accuracy`: test F1 of the training defaults against a hand-written training loop on real data.
 
 Every `scripts/bench_<area>.py` module exposes `main(out: Path)`; run all with `make bench`, or some with
 `make bench BENCH="predict chips"`. Results are printed; scratch data goes to bench_out/ (git-ignored).
