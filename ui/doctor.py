@@ -1,19 +1,24 @@
 """Doctor: what the plugin needs, what this QGIS has, and the exact command that installs what is missing.
 
-Nothing here needs PyTorch: each package is imported inside a try, so the dialog is the place that explains a
-missing or broken installation instead of a traceback.
+Nothing here needs PyTorch: packages are found without importing them (the dialog opens at once), and PyTorch is
+imported inside a try on a background thread for CUDA and GPU facts, so the dialog explains a missing or broken
+installation instead of a traceback, and never freezes QGIS.
 """
 from __future__ import annotations
 
 import importlib
 import importlib.abc
+import importlib.metadata
+import importlib.util
 import os
 import platform
 import sys
+import threading
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
+from qgis.PyQt.QtCore import QObject, pyqtSignal
 from qgis.PyQt.QtGui import QGuiApplication
 from qgis.PyQt.QtWidgets import (
     QDialog,
@@ -154,8 +159,27 @@ def install_advice(missing: list[str], system: str | None = None) -> str:
             "CPU-only PyTorch.")
 
 
-def collect(importer=importlib.import_module) -> list[Check]:
-    """Versions and health of everything the plugin relies on, GPU and memory included."""
+def find_package(name: str) -> str | None:
+    """The installed version of a package, found without importing it (importing torch takes seconds to half a
+    minute on a cold start); None when it is not installed."""
+    try:
+        if importlib.util.find_spec(name) is None:
+            return None
+    except (ImportError, ValueError):
+        return None
+    distribution = PACKAGES.get(name, (name, ""))[0].split("<")[0].split(">")[0].split("=")[0]
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "installed"
+
+
+CHECKING = "checking…"
+
+
+def collect_fast(finder=find_package) -> list[Check]:
+    """What can be told at once, without importing anything heavy: QGIS, Python, packages and memory; the facts
+    that need PyTorch imported (it works, CUDA, GPU) are placeholders until `collect_heavy` has run."""
     checks = []
     try:
         from qgis.core import Qgis
@@ -164,40 +188,62 @@ def collect(importer=importlib.import_module) -> list[Check]:
     except ImportError:  # pragma: no cover — the plugin always runs inside QGIS
         checks.append(Check("QGIS", False, "not found"))
     checks.append(Check("Python", True, f"{platform.python_version()} ({qgis_python()})"))
-    modules = {}
     for name, (_, purpose) in PACKAGES.items():
-        module, why = _import(name, importer)
-        modules[name] = module
-        checks.append(Check(name, module is not None,
-                            f"{_version(module)} — {purpose}" if module is not None else f"{why} — {purpose}",
+        version = finder(name)
+        checks.append(Check(name, version is not None,
+                            f"{version} — {purpose}" if version is not None else f"not installed — {purpose}",
                             required=name != "matplotlib"))
     if triton_kept_out():
         checks.append(Check("triton", True, "installed with PyTorch but kept out of QGIS: it crashes next to the "
                                             "OpenGL drivers' LLVM; the plugin does not need it", required=False))
-    torch = modules.get("torch")
+    if finder("torch") is not None:
+        checks.append(Check("CUDA", True, CHECKING, required=False))
+    total, available = _memory_gib()
+    if total is not None:
+        checks.append(Check("Memory", True, f"{total:.1f} GiB" + (f", {available:.1f} GiB available"
+                                                                     if available is not None else "")))
+    return checks
+
+
+def collect_heavy(fast: list[Check], importer=importlib.import_module) -> list[Check]:
+    """`fast` completed by importing the deep-learning packages it found: broken installs, CUDA, GPU, threads.
+    Slow (seconds); the Doctor runs it in the background."""
+    checks = [Check(c.name, c.ok, c.detail, c.required) for c in fast if c.detail != CHECKING]
+    torch = None
+    for check in checks:
+        if check.name in DEEP_LEARNING and check.ok:
+            module, why = _import(check.name, importer)
+            if module is None:
+                check.ok, check.detail = False, f"{why} — {PACKAGES[check.name][1]}"
+                continue
+            check.detail = f"{_version(module)} — {PACKAGES[check.name][1]}"  # with its build, e.g. +cu130
+            if check.name == "torch":
+                torch = module
+    at = next((i for i, c in enumerate(checks) if c.name == "Memory"), len(checks))
+    extra = []
     if torch is not None:
         try:
             cuda = torch.cuda.is_available()
             if cuda:
                 free, total = torch.cuda.mem_get_info(0)
                 name = torch.cuda.get_device_name(0)
-                checks.append(Check("CUDA", True, f"CUDA {torch.version.cuda}, {torch.cuda.device_count()} GPU(s)"))
-                checks.append(Check("GPU", True, f"{name}: {total / GIB:.1f} GiB, {free / GIB:.1f} GiB free"))
+                extra.append(Check("CUDA", True, f"CUDA {torch.version.cuda}, {torch.cuda.device_count()} GPU(s)"))
+                extra.append(Check("GPU", True, f"{name}: {total / GIB:.1f} GiB, {free / GIB:.1f} GiB free"))
             else:
                 built = getattr(torch.version, "cuda", None)
-                checks.append(Check("CUDA", False, "no CUDA GPU visible to PyTorch: the CPU is used (slower, "
-                                                   "fine for small areas)" + ("" if built else
-                                                                              "; this PyTorch is a CPU-only build"),
-                                    required=False))
-            checks.append(Check("CPU threads", True, f"PyTorch uses {torch.get_num_threads()} of "
-                                                     f"{os.cpu_count()}"))
+                extra.append(Check("CUDA", False, "no CUDA GPU visible to PyTorch: the CPU is used (slower, "
+                                                  "fine for small areas)" + ("" if built else
+                                                                             "; this PyTorch is a CPU-only build"),
+                                   required=False))
+            extra.append(Check("CPU threads", True, f"PyTorch uses {torch.get_num_threads()} of {os.cpu_count()}"))
         except Exception as exc:  # noqa: BLE001
-            checks.append(Check("CUDA", False, f"could not query: {exc}", required=False))
-    total, available = _memory_gib()
-    if total is not None:
-        checks.append(Check("Memory", True, f"{total:.1f} GiB" + (f", {available:.1f} GiB available"
-                                                                     if available is not None else "")))
-    return checks
+            extra.append(Check("CUDA", False, f"could not query: {exc}", required=False))
+    return checks[:at] + extra + checks[at:]
+
+
+def collect(importer=importlib.import_module, finder=find_package) -> list[Check]:
+    """Versions and health of everything the plugin relies on, GPU and memory included (all at once: slow)."""
+    return collect_heavy(collect_fast(finder), importer)
 
 
 def missing_packages(checks: list[Check]) -> list[str]:
@@ -230,17 +276,39 @@ def report_html(checks: list[Check]) -> str:
     return f"{summary}<table cellpadding='3'>{''.join(rows)}</table>"
 
 
+class _Background(QObject):
+    """Runs `collect_heavy` on a worker thread and hands its checks back to the GUI thread."""
+
+    done = pyqtSignal(object, int)  # checks, generation
+
+    def start(self, fast: list[Check], importer, generation: int) -> None:
+        def work():
+            try:
+                checks = collect_heavy(fast, importer)
+            except Exception as exc:  # noqa: BLE001 — a report, never a traceback
+                checks = fast + [Check("PyTorch", False, f"could not be checked: {type(exc).__name__}: {exc}",
+                                       required=False)]
+            self.done.emit([c for c in checks if c.detail != CHECKING], generation)
+
+        threading.Thread(target=work, name="landslide-mapper-doctor", daemon=True).start()
+
+
 class DoctorDialog(QDialog):
-    """Versions, GPU and memory, what is missing, and the install command with a Copy button."""
+    """Versions, GPU and memory, what is missing, and the install command with a Copy button.
+
+    Opens at once: packages are found without importing them, and the facts that need PyTorch imported (CUDA,
+    GPU memory, a broken install) arrive from a background thread, shown as "checking…" until then.
+    """
 
     OBJECT_NAME = "LandslideMapperDoctor"
 
-    def __init__(self, parent=None, importer=importlib.import_module):
+    def __init__(self, parent=None, importer=importlib.import_module, finder=find_package):
         super().__init__(parent)
         self.setObjectName(self.OBJECT_NAME)
         self.setWindowTitle("Landslide Mapper doctor")
         self.setWindowIcon(icon("doctor"))
         self.importer = importer
+        self.finder = finder
         layout = QVBoxLayout(self)
         header = QHBoxLayout()
         header.addWidget(QLabel("What this QGIS has for Landslide Mapper:", self), 1)
@@ -268,10 +336,30 @@ class DoctorDialog(QDialog):
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
         self.checks: list[Check] = []
+        self.complete = False  # True once the background facts are in
+        self._generation = 0
+        self._background = _Background(self)
+        self._background.done.connect(self._on_background_done)
         self.refresh()
 
     def refresh(self) -> None:
-        self.checks = collect(self.importer)
+        """The fast facts now, the heavy ones from a background thread."""
+        self._generation += 1
+        self.checks = collect_fast(self.finder)
+        self.complete = not any(c.detail == CHECKING for c in self.checks) and not any(
+            c.ok and c.name in DEEP_LEARNING for c in self.checks)
+        self._show()
+        if not self.complete:
+            self._background.start(self.checks, self.importer, self._generation)
+
+    def _on_background_done(self, checks, generation: int) -> None:
+        if generation != self._generation:  # an older check, overtaken by "Check again"
+            return
+        self.checks = checks
+        self.complete = True
+        self._show()
+
+    def _show(self) -> None:
         self.browser.setHtml(report_html(self.checks))
         missing = missing_packages(self.checks)
         self.command.setText(install_command(missing) if missing else "")

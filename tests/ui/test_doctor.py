@@ -19,6 +19,12 @@ def _without(*names):
     return importer
 
 
+def _finder_without(*names):
+    from landslide_mapper.ui.doctor import find_package
+
+    return lambda name: None if name in names else find_package(name)
+
+
 def test_doctor_lists_qgis_python_torch_smp_cuda_and_memory_versions(qtbot):
     import segmentation_models_pytorch
     import torch
@@ -28,6 +34,7 @@ def test_doctor_lists_qgis_python_torch_smp_cuda_and_memory_versions(qtbot):
 
     dialog = DoctorDialog()
     qtbot.addWidget(dialog)
+    qtbot.waitUntil(lambda: dialog.complete, timeout=120000)
     text = dialog.text()
     assert f"QGIS: {Qgis.QGIS_VERSION}" in text
     assert f"Python: {sys.version.split()[0]}" in text
@@ -43,8 +50,10 @@ def test_doctor_lists_qgis_python_torch_smp_cuda_and_memory_versions(qtbot):
 def test_doctor_without_torch_gives_the_install_command_for_qgis_python(qtbot):
     from landslide_mapper.ui.doctor import DoctorDialog
 
-    dialog = DoctorDialog(importer=_without("torch", "segmentation_models_pytorch"))
+    dialog = DoctorDialog(importer=_without("torch", "segmentation_models_pytorch"),
+                          finder=_finder_without("torch", "segmentation_models_pytorch"))
     qtbot.addWidget(dialog)
+    qtbot.waitUntil(lambda: dialog.complete, timeout=60000)
     assert "XX torch: not installed" in dialog.text()
     assert "Missing: torch, segmentation_models_pytorch" in dialog.browser.toPlainText()
     if sys.base_prefix == "/usr":  # Debian's QGIS uses the system Python
@@ -148,3 +157,48 @@ def test_a_missing_package_in_a_run_points_to_the_doctor():
     text = explain("Traceback …\nModuleNotFoundError: No module named 'torch.nn' (blocked)")
     assert "'torch' is not installed in QGIS's Python" in text and "Doctor" in text
     assert explain("Raster 'x.tif' lacks band dNDVI.") == "Raster 'x.tif' lacks band dNDVI."
+
+
+DOCTOR_COLD = r"""
+import sys, time
+from qgis.core import QgsApplication
+app = QgsApplication([], True); app.initQgis()
+from landslide_mapper.ui.doctor import DoctorDialog
+start = time.monotonic()
+dialog = DoctorDialog()
+opened = time.monotonic() - start
+text = dialog.text()
+assert "torch: " in text and "checking…" in text, text
+assert "torch" not in sys.modules or not sys.modules["torch"].__dict__.get("cuda"), "torch imported on the GUI thread"
+while not dialog.complete and time.monotonic() - start < 300:
+    app.processEvents(); time.sleep(0.02)
+assert dialog.complete and "checking…" not in dialog.text() and "CUDA" in dialog.text(), dialog.text()
+print(f"OK opened in {opened:.2f} s")
+"""
+
+
+def test_doctor_opens_at_once_and_fills_in_cuda_from_the_background(repo_root, tmp_path):
+    """A cold Doctor finds packages without importing them; PyTorch's facts arrive from a background thread
+    ("checking…" until then), so QGIS does not freeze while torch loads."""
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(repo_root / ".build" / "import"))
+    result = subprocess.run([sys.executable, "-P", "-c", DOCTOR_COLD], env=env, capture_output=True, text=True,
+                            timeout=400, cwd=str(tmp_path))
+    assert result.returncode == 0 and "OK" in result.stdout, result.stdout[-3000:] + result.stderr[-3000:]
+    opened = float(result.stdout.split("opened in ")[1].split()[0])
+    assert opened < 5.0, f"the Doctor took {opened} s to open"
+
+
+def test_a_broken_torch_is_reported_after_the_background_check(qtbot):
+    from landslide_mapper.ui.doctor import DoctorDialog
+
+    def broken(name):
+        if name == "torch":
+            raise OSError("libcudnn.so.9: cannot open shared object file")
+        return importlib.import_module(name)
+
+    dialog = DoctorDialog(importer=broken, finder=lambda name: "2.3.0")
+    qtbot.addWidget(dialog)
+    assert "checking…" in dialog.text()
+    qtbot.waitUntil(lambda: dialog.complete, timeout=60000)
+    assert "XX torch: installed but fails to import: OSError: libcudnn.so.9" in dialog.text()
+    assert "torch" in dialog.command.text()
