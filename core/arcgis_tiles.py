@@ -37,7 +37,7 @@ from .chips import (
     mark_landslide_classes,
     raster_window_bounds,
 )
-from .errors import InputError
+from ..common.errors import InputError
 
 EMD = "esri_model_definition.emd"
 ACCUMULATED = "esri_accumulated_stats.json"

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from .chips import ChipSet
-from .errors import InputError
-from .progress import Progress, SubProgress, check_canceled, or_null
+from ..common.errors import InputError
+from ..common.progress import Progress, SubProgress, check_canceled, or_null
 from .training import _float_metrics, load_training_data, validate_members
 
 BASELINE_MODELS = {"random_forest": "RandomForest", "cart": "CART"}

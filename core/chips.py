@@ -33,9 +33,9 @@ from rasterio.windows import Window
 
 from . import raster
 from .chip_tiles import TileWriter
-from .errors import InputError
-from .outputs import FolderKind, atomic_output, refuse_unsafe_target
-from .progress import Progress, SubProgress, check_canceled, or_null
+from ..common.errors import InputError
+from ..common.outputs import FolderKind, atomic_output, refuse_unsafe_target
+from ..common.progress import Progress, SubProgress, check_canceled, or_null
 
 IGNORE = 255
 CLASSES = [

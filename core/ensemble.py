@@ -18,9 +18,9 @@ from typing import Sequence
 
 from . import raster
 from .chips import ChipSet
-from .errors import InputError
-from .outputs import atomic_output
-from .progress import Progress, SubProgress, check_canceled, or_null
+from ..common.errors import InputError
+from ..common.outputs import atomic_output
+from ..common.progress import Progress, SubProgress, check_canceled, or_null
 from .training import (TrainConfig, _float_metrics, config_hash, load_training_data, pick_device, train_model,
                        validate_members)
 

@@ -18,9 +18,9 @@ from rasterio.warp import Resampling
 from rasterio.windows import Window
 
 from . import raster
-from .errors import InputError
-from .outputs import atomic_output
-from .progress import Progress, check_canceled, or_null
+from ..common.errors import InputError
+from ..common.outputs import atomic_output
+from ..common.progress import Progress, check_canceled, or_null
 
 SCL_CLOUDS = (3, 8, 9, 10)  # cloud shadow, cloud medium/high probability, thin cirrus
 

@@ -20,9 +20,9 @@ import torch
 from rasterio.windows import Window
 
 from . import raster
-from .errors import InputError
+from ..common.errors import InputError
 from .postprocess import MaskRules, PolygonOptions, open_mask_rules, polygonize_mask
-from .progress import Progress, SubProgress, check_canceled, or_null
+from ..common.progress import Progress, SubProgress, check_canceled, or_null
 from .training import _autocast, pick_device
 
 MASK_NODATA = 255

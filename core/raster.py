@@ -23,8 +23,8 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import Resampling, calculate_default_transform, transform_bounds
 from rasterio.windows import Window
 
-from .errors import InputError
-from .outputs import atomic_output, discard, temp_sibling
+from ..common.errors import InputError
+from ..common.outputs import atomic_output, discard, temp_sibling
 
 DEFAULT_BLOCK = 1024  # pixels per side of a processing window: ~4 MB per float32 band
 GDAL_CACHE_BYTES = 256 * 2**20  # GDAL's default block cache is 5 % of RAM (1.2 GB here): bound it

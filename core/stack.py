@@ -18,8 +18,8 @@ import numpy as np
 from rasterio.warp import Resampling
 
 from . import raster
-from .errors import InputError
-from .progress import Progress, check_canceled, or_null
+from ..common.errors import InputError
+from ..common.progress import Progress, check_canceled, or_null
 
 S2_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
 S1_BANDS = ["VV", "VH"]

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from .chips import IGNORE, ChipSet, load_chips
-from .errors import Canceled, InputError
+from ..common.errors import Canceled, InputError
 from .metrics import Confusion, best_threshold, scores
-from .outputs import atomic_output
-from .progress import Progress, check_canceled, or_null
+from ..common.outputs import atomic_output
+from ..common.progress import Progress, check_canceled, or_null
 
 HIST_BINS = 100
 OPTIMIZERS = ["adam", "adamw"]

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.errors import InputError
+from ..common.errors import InputError
 
 FOREST_ARCHITECTURES = ["RandomForest", "CART"]
 _ARRAYS = ("left", "right", "feature", "threshold", "value", "roots")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
-from ..core.errors import InputError
+from ..common.errors import InputError
 
 MANIFEST = "model.json"
 SCHEMA_VERSION = 1

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..common.outputs import make_folder
+
 OPSET = 17
 
 

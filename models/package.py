@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -16,8 +15,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..core.errors import InputError
-from ..core.raster import atomic_output
+from ..common.errors import InputError
+from ..common.versions import plugin_version, python_version
+from ..common.outputs import atomic_output
 from .forest import PixelForest
 from .manifest import (MANIFEST, MAX_ENTRY_BYTES, MAX_MANIFEST_BYTES, PIXEL_BASELINE, SCHEMA_VERSION,
                        load_manifest, open_archive, read_entry, validate_manifest)
@@ -79,15 +79,7 @@ def _build(member: dict, in_channels: int, source: str) -> torch.nn.Module:
 def software_versions() -> dict:
     import segmentation_models_pytorch as smp
 
-    from .. import core
-
-    meta = Path(core.__file__).resolve().parent.parent / "metadata.txt"
-    version = "unknown"
-    if meta.exists():
-        for line in meta.read_text().splitlines():
-            if line.startswith("version="):
-                version = line.split("=", 1)[1].strip()
-    return {"landslide_mapper": version, "python": platform.python_version(), "torch": torch.__version__,
+    return {"landslide_mapper": plugin_version(), "python": python_version(), "torch": torch.__version__,
             "segmentation_models_pytorch": smp.__version__, "numpy": np.__version__}
 
 
@@ -207,38 +199,3 @@ def positional_mapping_hint(wanted: Sequence[str], missing: Sequence[str], raste
             f"bands are in the model's order ({', '.join(wanted)}), pass BAND_MAPPING "
             f"'{positional_mapping(wanted)}' (check the order first: bands in another order give a wrong map "
             f"without any error).")
-
-
-def describe(package: ModelPackage) -> str:
-    """A human summary of a package (model card)."""
-    from ..core.stack import describe_band
-
-    m = package.manifest
-    lines = [f"Model package: {package.path.name}"]
-    for i, member in enumerate(m["members"], start=1):
-        if member.get("kind") == PIXEL_BASELINE:
-            what = f"{member['architecture']} pixel classifier, {member.get('n_trees', '?')} tree(s)"
-        else:
-            what = f"{member['architecture']} / encoder {member.get('encoder')}"
-            if member.get("loss"):
-                what += f", loss {member['loss']}, lr {member.get('learning_rate')}"
-        score = member.get("validation_f1")
-        lines.append(f"Member {i}: {what}" + (f", validation F1 {score:.3f}" if score is not None else ""))
-    if len(m["members"]) > 1:
-        lines.append(f"Ensemble: pixel-wise weighted mean of {len(m['members'])} members' probabilities")
-    lines.append("Input bands:")
-    lines += [f"  {i}. {b} — {describe_band(b)}" for i, b in enumerate(m["input_bands"], start=1)]
-    if m.get("pixel_size"):
-        lines.append(f"Training pixel size: {m['pixel_size'][0]:g} × {m['pixel_size'][1]:g}")
-    lines.append(f"Tile size: {m['tile_size']} px, decision threshold {m['threshold']:.2f} (chosen on validation)")
-    vm = m.get("validation_metrics") or {}
-    if vm:
-        lines.append("Validation: " + ", ".join(f"{k} {v:.3f}" for k, v in vm.items() if isinstance(v, float)))
-    tr = m.get("training") or {}
-    if tr.get("best_epoch"):
-        lines.append(f"Training: best epoch {tr['best_epoch']} of {len(tr.get('history', []))}, "
-                     f"{tr.get('seconds', 0):.0f} s")
-    prov = m.get("provenance") or {}
-    if prov.get("created"):
-        lines.append(f"Created {prov['created']} from {prov.get('chips', 'unknown chips')}")
-    return "\n".join(lines)

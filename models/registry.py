@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..core.errors import InputError
+from ..common.errors import InputError
 
 
 def _smp():

@@ -29,7 +29,8 @@ class PackageInfoAlgorithm(LandslideAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("F1", "Validation F1"))
 
     def compute(self, parameters, context, feedback, progress):
-        from ..models.package import describe, read_package
+        from ..core.package_summary import describe
+        from ..models.package import read_package
 
         package = read_package(self.parameterAsFile(parameters, "PACKAGE", context))
         summary = describe(package)

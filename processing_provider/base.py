@@ -15,8 +15,8 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
-from ..core.errors import Canceled, InputError
-from ..core.outputs import FolderKind, check_run_paths, explain_os_error, output_run
+from ..common.errors import Canceled, InputError
+from ..common.outputs import FolderKind, check_run_paths, explain_os_error, output_run
 
 STYLES = Path(__file__).resolve().parent.parent / "ui" / "styles"
 

@@ -26,7 +26,7 @@ from qgis.PyQt.QtWidgets import (
     QVBoxLayout,
 )
 
-from ..core.errors import InputError
+from ..common.errors import InputError
 from ..core.stack import describe_band
 from .band_mapping import BandMappingWidget, mapping_parameters
 from .common import (

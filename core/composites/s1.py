@@ -11,8 +11,8 @@ from rasterio.warp import Resampling
 from rasterio.windows import Window
 
 from .. import raster
-from ..errors import InputError
-from ..progress import Progress, check_canceled, or_null
+from ...common.errors import InputError
+from ...common.progress import Progress, check_canceled, or_null
 from .s1_scenes import ORBITS, S1Scene, read_s1_scene
 from .shared import COMPOSITE_BLOCK, GridViews, nan_percentile
 from .speckle import DEFAULT_ENL, SPECKLE_FILTERS, filter_halo, speckle_filter

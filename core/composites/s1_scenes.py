@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import raster
-from ..errors import InputError
+from ...common.errors import InputError
 from ..stack import source_band_names
 from .shared import decimated_sample
 

@@ -11,8 +11,8 @@ from rasterio.warp import Resampling
 from rasterio.windows import Window
 
 from .. import raster
-from ..errors import InputError
-from ..progress import Progress, check_canceled, or_null
+from ...common.errors import InputError
+from ...common.progress import Progress, check_canceled, or_null
 from ..stack import S2_BANDS, catalogue_name
 from .s2_scenes import BandFile, DEFAULT_SCL_MASK, S2Acquisition, S2_METHODS, read_s2_acquisition
 from .shared import COMPOSITE_BLOCK, CompositeResult, GridViews, ndvi_of, nan_percentile

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import raster
-from ..errors import InputError
+from ...common.errors import InputError
 from ..stack import S2_BANDS, catalogue_name, source_band_names
 from .shared import RASTER_SUFFIXES, decimated_sample
 

@@ -11,7 +11,7 @@ import numpy as np
 from rasterio.warp import Resampling
 
 from .. import raster
-from ..errors import InputError
+from ...common.errors import InputError
 
 
 COMPOSITE_BLOCK = 512  # window side: 6 dates × 13 bands × 512² float32 ≈ 80 MB, whatever the scene size

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ..errors import InputError
+from ...common.errors import InputError
 
 
 SPECKLE_FILTERS = ("none", "boxcar", "lee", "refined_lee")

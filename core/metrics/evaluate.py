@@ -14,8 +14,8 @@ from rasterio.windows import Window
 
 from .. import raster
 from ..chips import IGNORE, _hits, open_labels, rasterize_labels
-from ..errors import InputError
-from ..progress import Progress, check_canceled, or_null
+from ...common.errors import InputError
+from ...common.progress import Progress, check_canceled, or_null
 from .boundaries import BoundaryTally
 from .codes import (
     BOTH_FN,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from rasterio.windows import Window
 
-from ..errors import InputError
+from ...common.errors import InputError
 from .scores import ratio
 
 

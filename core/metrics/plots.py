@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import raster
-from ..outputs import atomic_output
+from ...common.outputs import atomic_output
 from .codes import (
     BOTH_FN,
     BOTH_FP,

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from ..outputs import atomic_output
+from ...common.outputs import atomic_output
 from .codes import COMPARISON_CLASSES
 from .plots import (
     plot_comparison_map,

@@ -11,7 +11,7 @@ import rasterio.features
 import rasterio.windows
 from osgeo import ogr
 
-from ..progress import Progress, check_canceled
+from ...common.progress import Progress, check_canceled
 from .fields import FIELD, FOREST, GRASS, WATER, Scene
 
 LOOK_AZIMUTH_DEG = 258.0           # ground → sensor, clockwise from north (ascending, right-looking)

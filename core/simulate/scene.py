@@ -14,10 +14,10 @@ from osgeo import gdal, ogr, osr
 from rasterio.crs import CRS
 
 from .. import raster
-from ..errors import InputError
-from ..outputs import FolderKind, atomic_output, refuse_unsafe_target
+from ...common.errors import InputError
+from ...common.outputs import FolderKind, atomic_output, refuse_unsafe_target
 from ..postprocess import check_vector_written
-from ..progress import PrintProgress, Progress, check_canceled, or_null
+from ...common.progress import PrintProgress, Progress, check_canceled, or_null
 from ..raster import DEFAULT_BLOCK, block_windows, count_windows, create_raster
 from .fields import draw_scene
 from .geometry import LANDSLIDES_PER_250K_PX, Landslides, place_clouds, place_landslides, ring_wkb

@@ -1,0 +1,38 @@
+"""A model package summarised for people: members, bands with their meaning, tile size, threshold, validation."""
+from __future__ import annotations
+
+from ..models.package import PIXEL_BASELINE, ModelPackage
+from .stack import describe_band
+
+
+def describe(package: ModelPackage) -> str:
+    """A human summary of a package (model card)."""
+    m = package.manifest
+    lines = [f"Model package: {package.path.name}"]
+    for i, member in enumerate(m["members"], start=1):
+        if member.get("kind") == PIXEL_BASELINE:
+            what = f"{member['architecture']} pixel classifier, {member.get('n_trees', '?')} tree(s)"
+        else:
+            what = f"{member['architecture']} / encoder {member.get('encoder')}"
+            if member.get("loss"):
+                what += f", loss {member['loss']}, lr {member.get('learning_rate')}"
+        score = member.get("validation_f1")
+        lines.append(f"Member {i}: {what}" + (f", validation F1 {score:.3f}" if score is not None else ""))
+    if len(m["members"]) > 1:
+        lines.append(f"Ensemble: pixel-wise weighted mean of {len(m['members'])} members' probabilities")
+    lines.append("Input bands:")
+    lines += [f"  {i}. {b} — {describe_band(b)}" for i, b in enumerate(m["input_bands"], start=1)]
+    if m.get("pixel_size"):
+        lines.append(f"Training pixel size: {m['pixel_size'][0]:g} × {m['pixel_size'][1]:g}")
+    lines.append(f"Tile size: {m['tile_size']} px, decision threshold {m['threshold']:.2f} (chosen on validation)")
+    vm = m.get("validation_metrics") or {}
+    if vm:
+        lines.append("Validation: " + ", ".join(f"{k} {v:.3f}" for k, v in vm.items() if isinstance(v, float)))
+    tr = m.get("training") or {}
+    if tr.get("best_epoch"):
+        lines.append(f"Training: best epoch {tr['best_epoch']} of {len(tr.get('history', []))}, "
+                     f"{tr.get('seconds', 0):.0f} s")
+    prov = m.get("provenance") or {}
+    if prov.get("created"):
+        lines.append(f"Created {prov['created']} from {prov.get('chips', 'unknown chips')}")
+    return "\n".join(lines)
