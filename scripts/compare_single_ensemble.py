@@ -52,7 +52,7 @@ def main() -> int:
     from landslide_mapper.core.ensemble import EnsembleConfig, train_ensemble
     from landslide_mapper.core.metrics import evaluate_prediction
     from landslide_mapper.core.predict import sliding_window_predict
-    from landslide_mapper.core.progress import PrintProgress
+    from landslide_mapper.common.progress import PrintProgress
     from landslide_mapper.core.training import TrainConfig
     from landslide_mapper.models.package import read_package
 

@@ -8,7 +8,7 @@ import torch
 
 from landslide_mapper.core.baseline import BaselineConfig, train_pixel_baseline
 from landslide_mapper.core.chips import export_chips
-from landslide_mapper.core.errors import InputError
+from landslide_mapper.common.errors import InputError
 from landslide_mapper.core.metrics import Confusion, scores
 from landslide_mapper.models.forest import PixelForest
 from landslide_mapper.models.package import read_package

@@ -7,7 +7,7 @@ import rasterio
 from osgeo import ogr, osr
 
 from landslide_mapper.core.chips import BandStatistics, export_chips, load_chips
-from landslide_mapper.core.errors import InputError
+from landslide_mapper.common.errors import InputError
 
 BANDS = ["pre_VV", "post_VV", "dNDVI"]
 

@@ -9,7 +9,7 @@ import rasterio
 from scipy import ndimage
 
 from landslide_mapper.core.chips import BandStatistics, export_chips, load_chips
-from landslide_mapper.core.errors import InputError
+from landslide_mapper.common.errors import InputError
 
 REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "arcgis_classified_tiles_s2"
 BANDS = ["pre_VV", "post_VV", "dNDVI"]

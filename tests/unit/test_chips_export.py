@@ -9,7 +9,7 @@ from osgeo import ogr, osr
 from rasterio.transform import from_origin
 
 from landslide_mapper.core.chips import export_chips, load_chips
-from landslide_mapper.core.errors import InputError
+from landslide_mapper.common.errors import InputError
 
 BANDS = ["pre_VV", "post_VV", "dNDVI"]
 H, W = 256, 320
@@ -241,8 +241,8 @@ def test_bad_inputs_are_refused_by_name_and_leave_nothing(scene, raster_writer):
 
 
 def test_cancel_mid_export_leaves_nothing(scene):
-    from landslide_mapper.core.errors import Canceled
-    from landslide_mapper.core.progress import NullProgress
+    from landslide_mapper.common.errors import Canceled
+    from landslide_mapper.common.progress import NullProgress
 
     class CancelLater(NullProgress):
         calls = 0

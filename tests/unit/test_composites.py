@@ -14,7 +14,7 @@ from landslide_mapper.core.composites import (
     boxcar_filter,
     lee_filter,
 )
-from landslide_mapper.core.errors import Canceled, InputError
+from landslide_mapper.common.errors import Canceled, InputError
 
 H, W = 20, 30
 S2 = ["B02", "B03", "B04", "B08", "SCL"]

@@ -6,7 +6,7 @@ import torch
 
 from landslide_mapper.core.chips import export_chips
 from landslide_mapper.core.ensemble import EnsembleConfig, member_configs, select_top_k, train_ensemble
-from landslide_mapper.core.errors import InputError
+from landslide_mapper.common.errors import InputError
 from landslide_mapper.core.training import TrainConfig
 from landslide_mapper.models.package import read_package
 

@@ -6,7 +6,7 @@ import pytest
 import rasterio
 from osgeo import ogr, osr
 
-from landslide_mapper.core.errors import InputError
+from landslide_mapper.common.errors import InputError
 from landslide_mapper.core.metrics import Confusion, best_threshold, evaluate_prediction, scores
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from landslide_mapper.core.errors import InputError
+from landslide_mapper.common.errors import InputError
 from landslide_mapper.core.metrics import ObjectRule, ObjectTally, evaluate_prediction, pixel_area_m2
 
 RULE = ObjectRule(size_classes_m2=(1000.0, 5000.0))  # 10 m pixels: < 10 px, 10–49 px, ≥ 50 px

@@ -207,8 +207,8 @@ def test_comparison_quicklook_keeps_disagreements_visible(tmp_path, raster_write
 
 
 def test_cancel_mid_way_leaves_no_map_behind(tmp_path, scene):
-    from landslide_mapper.core.errors import Canceled
-    from landslide_mapper.core.progress import NullProgress
+    from landslide_mapper.common.errors import Canceled
+    from landslide_mapper.common.progress import NullProgress
 
     class CancelAfterFirstStrip(NullProgress):
         calls = 0

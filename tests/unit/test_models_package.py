@@ -6,9 +6,10 @@ import zipfile
 import pytest
 import torch
 
-from landslide_mapper.core.errors import InputError
+from landslide_mapper.common.errors import InputError
 from landslide_mapper.models.forest import PixelForest
-from landslide_mapper.models.package import PIXEL_BASELINE, describe, make_manifest, read_package, write_package
+from landslide_mapper.core.package_summary import describe
+from landslide_mapper.models.package import PIXEL_BASELINE, make_manifest, read_package, write_package
 from landslide_mapper.models.registry import compact_kwargs, create_model
 
 BANDS = ["pre_VV", "post_VV", "dNDVI"]

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from landslide_mapper.core.errors import InputError
+from landslide_mapper.common.errors import InputError
 from landslide_mapper.models.registry import (ARCHITECTURES, LOSSES, compact_kwargs, create_model, get_loss,
                                               load_encoder_weights, model_kwargs_for)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from landslide_mapper.core.errors import InputError
-from landslide_mapper.core.outputs import (
+from landslide_mapper.common.errors import InputError
+from landslide_mapper.common.outputs import (
     FolderKind,
     atomic_output,
     check_run_paths,
@@ -161,7 +161,7 @@ def test_an_unwritable_output_folder_is_refused_before_work(tmp_path):
 CHILD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from landslide_mapper.core.outputs import atomic_output, output_run
+    from landslide_mapper.common.outputs import atomic_output, output_run
     folder = Path(sys.argv[1])
     with output_run():
         with atomic_output(folder / "probability.tif") as tmp:
@@ -197,7 +197,7 @@ FULL_DISK = textwrap.dedent("""
     import numpy as np
     from rasterio.transform import from_origin
     from landslide_mapper.core import raster
-    from landslide_mapper.core.errors import InputError
+    from landslide_mapper.common.errors import InputError
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG, like ENOSPC
     resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
     try:

@@ -14,7 +14,7 @@ import pytest
 import torch
 from support import constant_package
 
-from landslide_mapper.core.errors import InputError
+from landslide_mapper.common.errors import InputError
 from landslide_mapper.models import manifest as schema
 from landslide_mapper.models.forest import FOREST_ARCHITECTURES, PixelForest
 from landslide_mapper.models.manifest import read_manifest

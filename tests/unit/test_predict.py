@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from landslide_mapper.core.errors import Canceled, InputError
+from landslide_mapper.common.errors import Canceled, InputError
 from landslide_mapper.core.predict import blend_weights, sliding_window_predict, tile_positions
 from landslide_mapper.models.package import read_package
 

@@ -4,7 +4,7 @@ import rasterio
 from rasterio.transform import from_origin
 
 from landslide_mapper.core import raster
-from landslide_mapper.core.errors import InputError
+from landslide_mapper.common.errors import InputError
 
 
 def test_create_raster_sets_band_descriptions_and_renames_on_success(tmp_path):

@@ -9,8 +9,8 @@ import rasterio
 import rasterio.features
 
 from landslide_mapper.core import simulate
-from landslide_mapper.core.errors import Canceled, InputError
-from landslide_mapper.core.progress import NullProgress
+from landslide_mapper.common.errors import Canceled, InputError
+from landslide_mapper.common.progress import NullProgress
 
 W, H, PS = 320, 288, 10.0
 TIFS = ("pre_s2", "post_s2", "pre_s1", "post_s1", "dem", "labels")

@@ -3,7 +3,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from landslide_mapper.core.errors import InputError
+from landslide_mapper.common.errors import InputError
 from landslide_mapper.core.stack import PRESETS, build_change_stack, describe_band, resolve_bands
 
 

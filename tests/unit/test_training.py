@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from landslide_mapper.core.chips import export_chips
-from landslide_mapper.core.errors import Canceled, InputError
+from landslide_mapper.common.errors import Canceled, InputError
 from landslide_mapper.core.training import TrainConfig, pick_device, train_model
 from landslide_mapper.models.package import read_package
 
