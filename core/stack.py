@@ -23,7 +23,16 @@ from ..common.progress import Progress, check_canceled, or_null
 
 S2_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
 S1_BANDS = ["VV", "VH"]
-TERRAIN_BANDS = ["elevation", "slope", "aspect", "hillshade", "TPI", "roughness"]
+TERRAIN_BANDS = ["elevation", "slope", "aspect", "hillshade", "TPI", "roughness",
+                 # the geological-mapping thesis (bedrock, wetlands, ravines); relative_relief_<N> for other N
+                 "relative_relief_12", "tpi_3", "tpi_9", "slope_sum", "valley_depth"]
+_RELIEF = re.compile(r"^relative_relief_([1-9][0-9]*)$")
+
+
+def relief_band(pixels: int) -> str:
+    """Catalogue name of the relative relief within `pixels` pixels (`relative_relief_12` in the thesis)."""
+    return f"relative_relief_{int(pixels)}"
+
 
 # What each catalogue name means, for help texts and the model card.
 CATALOGUE = {
@@ -41,6 +50,11 @@ CATALOGUE = {
     "hillshade": "Hillshade",
     "TPI": "Topographic position index (m)",
     "roughness": "Terrain roughness (m)",
+    "relative_relief_12": "Relative relief: highest minus lowest elevation within 12 pixels (m)",
+    "tpi_3": "Topographic position index within 3 pixels: elevation minus the mean of its neighbours (m)",
+    "tpi_9": "Topographic position index within 9 pixels: elevation minus the mean of its neighbours (m)",
+    "slope_sum": "Slope sum: sum of the slopes within 12 pixels (degrees)",
+    "valley_depth": "Valley depth: interpolated ridge level minus elevation (m; SAGA's definition, approximated)",
 }
 
 PRESETS: dict[str, list[str]] = {
@@ -52,6 +66,10 @@ PRESETS: dict[str, list[str]] = {
     "s2": ["post_B02", "post_B03", "post_B04", "post_B08", "dNDVI"],
     # the global study's "all" setting, reduced to the bands this plugin can make (no layover/shadow/climate/...)
     "all": ["pre_VV", "post_VV", "dVV", "pre_VH", "post_VH", "dVH", "elevation", "slope", "dNDVI"],
+    # not change stacks: the thesis's terrain bands (bedrock, ravines), and one optical image (post_) + terrain
+    "terrain": ["elevation", "slope", "relative_relief_12", "tpi_3", "tpi_9", "valley_depth"],
+    "s2_terrain": ["post_B02", "post_B03", "post_B04", "post_B08", "post_NDVI",
+                   "elevation", "slope", "relative_relief_12", "tpi_3", "tpi_9", "valley_depth"],
 }
 # Bands whose values are classes or angles: resampled by nearest neighbour, never averaged (350° and 10° ≠ 180°).
 NEAREST_BANDS = {"SCL", "aspect"}
@@ -61,7 +79,8 @@ _S2_LABEL = re.compile(r"^B(0?[1-9]|1[0-2]|8A)$", re.I)                       # 
 _S1_LABEL = re.compile(r"^(?:(?:sigma|gamma|beta)0_?)?(VV|VH)(?:_?db)?$", re.I)   # SNAP style: Sigma0_VV_db
 _S2_TOKEN = re.compile(r"(?<![A-Za-z0-9])B(0?[1-9]|1[0-2]|8A)(?![A-Za-z0-9])", re.I)
 _S1_TOKEN = re.compile(r"(?<![A-Za-z0-9])(VV|VH)(?![A-Za-z0-9])", re.I)
-_WORD_TOKEN = re.compile(r"(?<![A-Za-z])(SCL|NDVI|slope|aspect|hillshade|TPI|roughness|elevation|DEM|DSM|DTM)"
+_WORD_TOKEN = re.compile(r"(?<![A-Za-z])(slope_sum|valley_depth|tpi_3|tpi_9|"
+                         r"SCL|NDVI|slope|aspect|hillshade|TPI|roughness|elevation|DEM|DSM|DTM)"
                          r"(?![A-Za-z])", re.I)
 
 
@@ -117,6 +136,9 @@ def describe_band(name: str) -> str:
         if name.startswith(prefix):
             base = name[len(prefix):]
             return f"{CATALOGUE.get(base, base)}, {when}"
+    m = _RELIEF.match(name)
+    if m and name not in CATALOGUE:
+        return f"Relative relief: highest minus lowest elevation within {m.group(1)} pixels (m)"
     return CATALOGUE.get(name, name)
 
 
@@ -138,7 +160,7 @@ def resolve_bands(preset_or_bands: str | Sequence[str]) -> list[str]:
 
 def _parse(name: str) -> tuple[str, str]:
     """Split a stack band name into (kind, base): kind is 'pre', 'post', 'diff' or 'terrain'."""
-    if name in TERRAIN_BANDS:
+    if name in TERRAIN_BANDS or _RELIEF.match(name):
         return "terrain", name
     for kind in ("pre", "post"):
         if name.startswith(kind + "_"):

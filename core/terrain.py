@@ -4,11 +4,27 @@ Gradients need metres on both axes. In a projected CRS a pixel is its size times
 in a geographic CRS (EPSG:4326 DEMs such as the 30 m AW3D/SRTM DSMs) a pixel of Δλ × Δφ degrees is
 N(φ)·cos φ·Δλ by M(φ)·Δφ metres on the CRS's ellipsoid, computed per row, so slopes are right at any latitude
 (GDAL's constant `-s 111120` overstates east–west gradients by 1/cos φ).
+
+The geological-mapping thesis adds neighbourhood bands: relative relief within N pixels, TPI within 3 and 9 pixels,
+the slope sum within 12 pixels and valley depth. Their neighbourhoods are discs of N times the DEM's north–south pixel
+size in metres (N pixels on a projected DEM with square pixels; round on the ground, an ellipse of pixels, on a DEM
+in degrees), fixed for the whole raster from its centre row so every window computes exactly what one whole-array
+pass would. Each block is read with a halo as wide as the widest neighbourhood it needs, so memory stays bounded.
+
+Valley depth approximates SAGA's Valley Depth (ta_channels 7: ridge cells from Strahler order on the inverted DEM, a
+ridge level interpolated between them over the whole grid, minus the elevation), which needs the whole DEM at once.
+Here the ridge level is the DEM's morphological closing by a flat disc of `valley_depth_radius` metres (the highest
+level up to which the disc cannot enter a valley; beyond 15 pixels of radius the disc is 16 nested rectangles
+inscribed in it, so the cost does not grow with the radius): within any valley narrower than the disc's diameter it
+is the level of the lower bounding crest, so the depth is exact there for valleys between crests of equal height,
+never negative, and 0 on ridges, convex slopes and planes; wider valleys are measured only down to where they are as
+wide as the disc (a depth of at most slope × radius).
 """
 from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -19,11 +35,15 @@ from scipy import ndimage
 from scipy.signal import fftconvolve
 
 from . import raster
-from .errors import InputError
-from .progress import Progress, check_canceled, or_null
-from .stack import TERRAIN_BANDS
+from ..common.errors import InputError
+from ..common.progress import Progress, check_canceled, or_null
+from .stack import TERRAIN_BANDS, relief_band
 
 FLAT_ASPECT = -1.0  # aspect of flat ground (no downslope direction), as ArcGIS writes it
+TPI_PIXELS = (3, 9)          # the thesis's TPI3 and TPI9 (bands tpi_3, tpi_9)
+SLOPE_SUM_PIXELS = 12        # the thesis's slope sum neighbourhood
+RELIEF_PIXELS = 12           # the thesis's relative relief neighbourhood (band relative_relief_12)
+VALLEY_DEPTH_RADIUS = 200.0  # metres: valleys up to 400 m wide are measured from crest to floor
 
 
 def pixel_metres(crs, transform, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -116,6 +136,164 @@ def roughness(z: np.ndarray) -> np.ndarray:
     return hi - lo
 
 
+def disc_footprint(radius: float, dx: float, dy: float, centre: bool = True) -> np.ndarray:
+    """Pixels within `radius` metres of the centre (an ellipse of pixels where pixels are not square in metres)."""
+    ri, rj = int(radius // dy), int(radius // dx)
+    i, j = np.mgrid[-ri:ri + 1, -rj:rj + 1]
+    footprint = (i * dy) ** 2 + (j * dx) ** 2 <= radius ** 2 * (1 + 1e-9)
+    footprint[ri, rj] = centre
+    return footprint
+
+
+def _rectangles(footprint: np.ndarray) -> list[tuple[int, int]]:
+    """(half-height, half-width) of nested rectangles whose union is a symmetric convex footprint (widest row in the
+    middle): one per change of row width."""
+    ki = footprint.shape[0] // 2
+    half = [int(np.count_nonzero(footprint[ki + d])) // 2 for d in range(ki + 1)]
+    return [(d, half[d]) for d in range(ki + 1) if d == ki or half[d + 1] != half[d]]
+
+
+def staircase(footprint: np.ndarray, steps: int = 16) -> np.ndarray:
+    """At most `steps` nested rectangles inscribed in a symmetric convex footprint (the footprint itself when it has
+    no more rows per half): its largest/smallest value then costs 2·steps passes whatever the radius."""
+    ki, kj = footprint.shape[0] // 2, footprint.shape[1] // 2
+    if ki + 1 <= steps:
+        return footprint
+    half = [int(np.count_nonzero(footprint[ki + d])) // 2 for d in range(ki + 1)]
+    out = np.zeros_like(footprint, dtype=bool)
+    for d in np.unique(np.round(np.linspace(0, ki, steps)).astype(int)):
+        out[ki - d:ki + d + 1, kj - half[d]:kj + half[d] + 1] = True
+    return out
+
+
+def _extreme(z: np.ndarray, footprint: np.ndarray, largest: bool) -> np.ndarray:
+    """Largest (or smallest) value under a symmetric convex footprint around each pixel, as the extreme over its
+    nested rectangles, each in two 1-D passes. Cells outside the array count as −∞ (+∞)."""
+    sign = 1.0 if largest else -1.0
+    v = sign * z
+    out = np.full(z.shape, -np.inf)
+    for d, w in _rectangles(footprint):
+        rect = ndimage.maximum_filter1d(v, 2 * d + 1, axis=0, mode="constant", cval=-np.inf)
+        rect = ndimage.maximum_filter1d(rect, 2 * w + 1, axis=1, mode="constant", cval=-np.inf)
+        np.maximum(out, rect, out=out)
+    return sign * out
+
+
+def relative_relief(z: np.ndarray, footprint: np.ndarray) -> np.ndarray:
+    """Highest minus lowest valid elevation under `footprint` around each pixel (nodata ignored)."""
+    valid = np.isfinite(z)
+    return _extreme(np.where(valid, z, -np.inf), footprint, True) - _extreme(np.where(valid, z, np.inf), footprint,
+                                                                              False)
+
+
+def masked_sum(values: np.ndarray, footprint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sum, count) of the valid values under `footprint` around each pixel; each pixel's sum is computed on its own,
+    so a window gives bit for bit what the whole array gives."""
+    valid = np.isfinite(values)
+    weights = footprint.astype(np.float64)
+    total = ndimage.correlate(np.where(valid, values, 0.0), weights, mode="constant", cval=0.0)
+    count = ndimage.correlate(valid.astype(np.float64), weights, mode="constant", cval=0.0)
+    return total, count
+
+
+def tpi_pixels(z: np.ndarray, ring: np.ndarray) -> np.ndarray:
+    """Elevation minus the mean valid elevation under `ring` (a disc without its centre); NaN with no neighbour."""
+    total, count = masked_sum(z, ring)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(count > 0.5, z - total / np.maximum(count, 1.0), np.nan)
+
+
+def slope_sum(slope: np.ndarray, footprint: np.ndarray) -> np.ndarray:
+    """Sum of the slopes (degrees) under `footprint`; nodata and cells beyond the DEM count as the mean of the valid
+    ones, so the sum does not drop at the DEM's edges and around holes."""
+    total, count = masked_sum(slope, footprint)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(count > 0.5, total / np.maximum(count, 1.0) * float(footprint.sum()), np.nan)
+
+
+def valley_depth(z: np.ndarray, footprint: np.ndarray) -> np.ndarray:
+    """Ridge level minus elevation, the ridge level being the closing of the DEM by `footprint` (see the module
+    docstring for how this approximates SAGA's Valley Depth); ≥ 0, NaN where the elevation is nodata.
+
+    The ridge level at a cell is the lowest of the highest valid elevations of the discs that hold it, discs centred
+    beyond the DEM's edge or in holes included: the plane stays a plane up to the DEM's edges (no false valley along
+    a downhill edge), while a valley running out of the DEM may come out shallower within the radius of the edge.
+    """
+    valid = np.isfinite(z)
+    dilated = _extreme(np.where(valid, z, -np.inf), footprint, True)
+    ridge = _extreme(np.where(np.isfinite(dilated), dilated, np.inf), footprint, False)
+    return np.where(valid, ridge - z, np.nan)
+
+
+def _check_thesis_parameters(relief_pixels, valley_depth_radius) -> None:
+    if not float(relief_pixels).is_integer() or relief_pixels < 1:
+        raise InputError(f"The relative relief neighbourhood (RELIEF_PIXELS) must be a whole number of pixels of at "
+                         f"least 1, not {relief_pixels}.")
+    if not valley_depth_radius > 0:
+        raise InputError(f"The valley depth radius (VALLEY_DEPTH_RADIUS) must be a positive number of metres, not "
+                         f"{valley_depth_radius}.")
+
+
+def _reach(footprint: np.ndarray) -> int:
+    return max(footprint.shape) // 2
+
+
+@dataclass
+class Neighbourhoods:
+    """The thesis's footprints, one set for the whole DEM (its centre row's pixel size), so every window computes
+    exactly what a whole-array pass would."""
+    relief: np.ndarray
+    tpi_rings: list
+    slope_sum: np.ndarray
+    valley: np.ndarray
+    tags: dict  # the parameters, recorded in the output's metadata
+
+    @classmethod
+    def of(cls, dem, dx_all: np.ndarray, dy_all: np.ndarray, relief_pixels: int, valley_depth_radius: float):
+        dx0, dy0 = float(dx_all[len(dx_all) // 2]), float(dy_all[len(dy_all) // 2])
+        if valley_depth_radius < min(dx0, dy0):
+            raise InputError(f"The valley depth radius (VALLEY_DEPTH_RADIUS, {valley_depth_radius:g} m) is smaller "
+                             f"than one pixel of DEM '{dem}' ({dx0:.3g} × {dy0:.3g} m); give a radius of at least "
+                             f"the valley half-width you want to measure.")
+        return cls(disc_footprint(relief_pixels * dy0, dx0, dy0),
+                   [disc_footprint(n * dy0, dx0, dy0, centre=False) for n in TPI_PIXELS],
+                   disc_footprint(SLOPE_SUM_PIXELS * dy0, dx0, dy0),
+                   staircase(disc_footprint(valley_depth_radius, dx0, dy0)),
+                   {"RELIEF_PIXELS": relief_pixels, "VALLEY_DEPTH_RADIUS_M": valley_depth_radius})
+
+    @property
+    def names(self) -> list[str]:
+        """TERRAIN_BANDS, with the relative relief named after its neighbourhood (relative_relief_<N>)."""
+        relief = relief_band(self.tags["RELIEF_PIXELS"])
+        return [relief if n == relief_band(RELIEF_PIXELS) else n for n in TERRAIN_BANDS]
+
+    @property
+    def halo(self) -> int:
+        """Pixels each window needs around it (the valley's closing reaches twice its radius)."""
+        return max(_reach(self.relief), *(_reach(r) for r in self.tpi_rings), _reach(self.slope_sum) + 1,
+                   2 * _reach(self.valley))
+
+    def bands(self, z, halo: int, h: int, w: int, row0: int, dx_all, dy_all) -> list[np.ndarray]:
+        """relative relief, tpi_3, tpi_9, slope sum, valley depth of the h×w window of `z` (read with `halo`),
+        each computed on only as much of the halo as it needs."""
+        def around(m):  # the window plus m pixels around it, and the window's part of a result on that
+            return z[halo - m:halo + h + m, halo - m:halo + w + m], (slice(m, m + h), slice(m, m + w))
+
+        out = []
+        for footprint, derive in ((self.relief, relative_relief), *((r, tpi_pixels) for r in self.tpi_rings)):
+            sub, inner = around(_reach(footprint))
+            out.append(derive(sub, footprint)[inner])
+        m = _reach(self.slope_sum)  # the slope sum needs slopes m pixels around the window, so elevations m + 1
+        sub, _ = around(m + 1)
+        rows = np.clip(np.arange(row0 - m, row0 + h + m), 0, len(dx_all) - 1)
+        gx, gy = horn_gradient(sub, dx_all[rows], dy_all[rows])
+        slopes = np.where(np.isfinite(sub[1:-1, 1:-1]), np.degrees(np.arctan(np.hypot(gx, gy))), np.nan)
+        out.append(slope_sum(slopes, self.slope_sum)[m:m + h, m:m + w])
+        sub, inner = around(2 * _reach(self.valley))
+        out.append(valley_depth(sub, self.valley)[inner])
+        return out
+
+
 def terrain_derivatives(
     dem: str | os.PathLike,
     out_path: str | os.PathLike,
@@ -126,17 +304,17 @@ def terrain_derivatives(
     extent: Sequence[float] | None = None,
     extent_crs=None,
     band: int = 1,
+    relief_pixels: int = RELIEF_PIXELS,
+    valley_depth_radius: float = VALLEY_DEPTH_RADIUS,
     block: int = raster.DEFAULT_BLOCK,
     progress: Progress | None = None,
 ) -> Path:
-    """Write elevation, slope, aspect, hillshade, TPI and roughness (Float32, nodata NaN) on the DEM's grid.
-
-    Elevation is in metres (times `z_factor` for DEMs in other units); TPI is the elevation minus the mean
-    elevation within `tpi_radius` metres (negative in valleys, positive on ridges).
-    """
+    """Write TERRAIN_BANDS (Float32, nodata NaN) on the DEM's grid: elevation in metres (times `z_factor` for DEMs in
+    other units); TPI = elevation minus the mean elevation within `tpi_radius` metres (negative in valleys)."""
     progress = or_null(progress)
     if tpi_radius <= 0:
         raise InputError(f"The TPI radius must be a positive number of metres, not {tpi_radius}.")
+    _check_thesis_parameters(relief_pixels, valley_depth_radius)
     with raster.open_raster(dem) as src:
         if band < 1 or band > src.count:
             raise InputError(f"DEM '{dem}' has {src.count} band(s); band {band} does not exist.")
@@ -147,12 +325,13 @@ def terrain_derivatives(
             raise InputError(f"DEM '{dem}' has pixels of {dx_all.min():.3g}–{dx_all.max():.3g} m: check its CRS.")
         progress.log(f"DEM pixels: {dx_all.mean():.2f} m × {dy_all.mean():.2f} m "
                      f"({'geographic CRS, converted per row' if src.crs.is_geographic else 'projected CRS'})")
-        halo = max(1, int(tpi_radius // min(dx_all.min(), dy_all.min())) + 1)
+        thesis = Neighbourhoods.of(dem, dx_all, dy_all, int(relief_pixels), valley_depth_radius)
+        halo = max(1, int(tpi_radius // min(dx_all.min(), dy_all.min())) + 1, thesis.halo)
         n_windows = raster.count_windows(grid.width, grid.height, block)
         tags = {"LANDSLIDE_MAPPER": "terrain", "TPI_RADIUS_M": tpi_radius, "Z_FACTOR": z_factor,
-                "SOURCE": os.path.basename(str(dem))}
+                "SOURCE": os.path.basename(str(dem)), **thesis.tags}
         with raster.create_raster(out_path, width=grid.width, height=grid.height, crs=grid.crs,
-                                  transform=grid.transform, dtype="float32", descriptions=TERRAIN_BANDS,
+                                  transform=grid.transform, dtype="float32", descriptions=thesis.names,
                                   nodata=np.nan, tags=tags) as dst:
             n_valid, fills = 0, False
             for k, win in enumerate(raster.block_windows(grid.width, grid.height, block)):
@@ -174,7 +353,8 @@ def terrain_derivatives(
                 sub = z[halo - ki:halo + h + ki, halo - kj:halo + w + kj]
                 tpi = core - _masked_mean(sub, kernel)[ki:ki + h, kj:kj + w]
                 rough = roughness(z[halo - 1:halo + h + 1, halo - 1:halo + w + 1])[1:-1, 1:-1]
-                out = np.stack([core, slope, aspect, shade, tpi, rough]).astype(np.float32)
+                geology = thesis.bands(z, halo, h, w, row0, dx_all, dy_all)
+                out = np.stack([core, slope, aspect, shade, tpi, rough, *geology]).astype(np.float32)
                 valid = np.isfinite(core)
                 out[:, ~valid] = np.nan
                 n_valid += int(np.count_nonzero(valid))

@@ -8,7 +8,7 @@ import rasterio
 from rasterio.transform import from_origin
 from support import write_raster
 
-from landslide_mapper.core.errors import InputError
+from landslide_mapper.common.errors import InputError
 from landslide_mapper.core.terrain import pixel_metres, terrain_derivatives
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "iburi_2018_s2"
@@ -29,7 +29,7 @@ def plane(tmp_path):
 
 def test_slope_aspect_hillshade_of_a_plane_everywhere_including_edges(plane, tmp_path):
     out = _bands(terrain_derivatives(plane, tmp_path / "t.tif", tpi_radius=30, block=16))
-    assert list(out) == ["elevation", "slope", "aspect", "hillshade", "TPI", "roughness"]
+    assert list(out)[:6] == ["elevation", "slope", "aspect", "hillshade", "TPI", "roughness"]
     assert np.allclose(out["slope"], math.degrees(math.atan(math.hypot(0.1, 0.2))), atol=1e-3)
     # downslope points south-west: atan2(−0.1, −0.2) = 206.57° clockwise from north
     assert np.allclose(out["aspect"], math.degrees(math.atan2(-0.1, -0.2)) + 360, atol=1e-3)
@@ -97,7 +97,7 @@ def test_iburi_dsm_slope_matches_the_shipped_slope(tmp_path):
 
 
 def test_cancel_leaves_no_terrain_output(plane, tmp_path):
-    from landslide_mapper.core.errors import Canceled
+    from landslide_mapper.common.errors import Canceled
 
     class Cancel:
         def set_progress(self, p): pass
