@@ -9,6 +9,7 @@ import copy
 import csv
 import hashlib
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,6 +26,7 @@ from ..common.progress import Progress, check_canceled, or_null
 
 HIST_BINS = 100
 OPTIMIZERS = ["adam", "adamw"]
+SCHEDULES = ["plateau", "cosine"]
 
 
 @dataclass
@@ -38,6 +40,8 @@ class TrainConfig:
     patience: int = 5  # epochs without a better validation F1 before stopping
     lr_patience: int | None = None  # epochs without gain before LR × 0.1 (None: patience // 2; study: 3)
     optimizer: str = "adam"  # adam | adamw
+    schedule: str = "plateau"  # plateau: LR × 0.1 when validation F1 stalls; cosine: 1-epoch warm-up, cosine to 0
+    ema: float = 0.0  # decay of an exponential moving average of the weights, validated and packaged (0 = off)
     weight_decay: float = 0.0
     iterations_per_epoch: int | None = None  # None: one pass over the training chips (study: 1000 of batch 4)
     crop_size: int | None = None  # train on random crops of this size (None: whole chips; study: 256)
@@ -345,7 +349,7 @@ def _untensor(prefix: str, tensors: dict) -> dict:
 
 
 def save_checkpoint(folder: Path, *, model, optimizer, scheduler, scaler, sampler, generator, progress_state: dict,
-                    best_state: dict | None) -> None:
+                    best_state: dict | None, ema=None) -> None:
     """Everything a resumed run needs, in one safetensors file (tensors) with JSON metadata (scalars).
 
     Written to a temp file then renamed, so a kill mid-write leaves the previous epoch's checkpoint intact.
@@ -356,6 +360,8 @@ def save_checkpoint(folder: Path, *, model, optimizer, scheduler, scaler, sample
     tensors = _tensors("model.", model.state_dict())
     if best_state is not None:
         tensors.update(_tensors("best.", best_state))
+    if ema is not None:
+        tensors.update(_tensors("ema.", ema.state_dict()))
     scalars = {}
     for i, entry in opt["state"].items():
         for k, value in entry.items():
@@ -406,9 +412,12 @@ def load_checkpoint(folder: Path, expected_hash: str, progress: Progress) -> tup
     return tensors, meta
 
 
-def _restore(tensors: dict, meta: dict, *, model, optimizer, scheduler, scaler, sampler, generator) -> dict | None:
+def _restore(tensors: dict, meta: dict, *, model, optimizer, scheduler, scaler, sampler, generator,
+             ema=None) -> dict | None:
     """Load a checkpoint into the live objects; returns the best state dict (or None)."""
     model.load_state_dict(_untensor("model.", tensors))
+    if ema is not None:
+        ema.load_state_dict(_untensor("ema.", tensors))
     state: dict = {}
     for k, v in tensors.items():
         if k.startswith("optim."):
@@ -442,6 +451,10 @@ def _check_config(config: TrainConfig, data: TrainingData) -> int:
         raise InputError(f"{config.architecture} needs a batch size of at least 2 (its pooled batch norm).")
     if config.optimizer not in OPTIMIZERS:
         raise InputError(f"Unknown optimizer '{config.optimizer}'; choose one of {', '.join(OPTIMIZERS)}.")
+    if config.schedule not in SCHEDULES:
+        raise InputError(f"Unknown learning-rate schedule '{config.schedule}'; choose one of {', '.join(SCHEDULES)}.")
+    if not 0.0 <= config.ema < 1.0:
+        raise InputError(f"The weight-averaging (EMA) decay must be in [0, 1), e.g. 0.99 (got {config.ema}).")
     if not 0.0 <= config.positive_fraction <= 1.0:
         raise InputError(f"The positive fraction must be between 0 and 1 (got {config.positive_fraction}).")
     tile = int(data.train[0].shape[-1])
@@ -449,6 +462,36 @@ def _check_config(config: TrainConfig, data: TrainingData) -> int:
     if not 16 <= crop <= tile:
         raise InputError(f"Crop size {crop} px must be between 16 px and the chip size ({tile} px).")
     return crop
+
+
+def make_scheduler(optimizer, config: TrainConfig, iters: int):
+    """'plateau': LR × 0.1 after `lr_patience` epochs without a better validation F1 (stepped per epoch);
+    'cosine': linear warm-up over the first epoch, then cosine decay to 0 at the last step (stepped per batch)."""
+    if config.schedule == "cosine":
+        total, warm = config.epochs * iters, iters
+
+        def factor(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    lr_patience = config.lr_patience if config.lr_patience is not None else max(1, config.patience // 2)
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.1, patience=lr_patience)
+
+
+def make_ema(model, decay: float):
+    """An exponential moving average of the weights and batch-norm statistics (None when decay is 0). The decay
+    ramps up as min(decay, (1 + n) / (10 + n)) after n updates, so short runs are not stuck near the first weights."""
+    if not decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel
+
+    def average(averaged, current, n):
+        d = min(float(decay), (1.0 + float(n)) / (10.0 + float(n)))
+        return averaged * d + current * (1.0 - d)
+
+    return AveragedModel(model, avg_fn=average, use_buffers=True)
 
 
 def _check_shape(model, channels: int, crop: int, config: TrainConfig) -> None:
@@ -497,12 +540,12 @@ def train_model(
     _check_shape(model, len(data.bands), crop, config)
     optimizer_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
     optimizer = optimizer_class(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    lr_patience = config.lr_patience if config.lr_patience is not None else max(1, config.patience // 2)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.1, patience=lr_patience)
     scaler = grad_scaler(device)
     sampler = CropSampler(y_train, crop, config.batch_size, config.positive_fraction, generator)
     n_train = x_train.shape[0]
     iters = config.iterations_per_epoch or max(1, n_train // config.batch_size)
+    scheduler = make_scheduler(optimizer, config, iters)
+    ema = make_ema(model, config.ema)
 
     folder = checkpoint_folder(package_path)
     chash = config_hash(config, data)
@@ -513,7 +556,7 @@ def train_model(
     if resumed is not None:
         tensors, meta = resumed
         best_state = _restore(tensors, meta, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                              sampler=sampler, generator=generator)
+                              sampler=sampler, generator=generator, ema=ema)
         best = {**meta["best"], "state": best_state}
         history = meta["history"]
         start_epoch, stopped = meta["epoch"] + 1, meta["stopped"]
@@ -538,18 +581,24 @@ def train_model(
                     xb, yb, vb = augment_batch(xb, yb, vb, generator, config.brightness, config.noise)
                 xb, yb, vb = (t.to(device, non_blocking=True) for t in (xb, yb, vb))
                 epoch_loss += train_step(model, optimizer, loss_fn, xb, yb, vb, scaler)
+                if ema is not None:
+                    ema.update_parameters(model)
+                if config.schedule != "plateau":
+                    scheduler.step()
                 progress.set_progress(100.0 * ((epoch - 1) * iters + i) / total_steps)
                 if i % log_every == 0 and i < iters:
                     progress.log(f"  epoch {epoch}: {i}/{iters} batches, loss {float(epoch_loss) / i:.4f}")
-            val = validate(model, x_val, y_val, v_val, loss_fn, device, config.batch_size * 2)
-            scheduler.step(val["f1"])
+            scored = ema.module if ema is not None else model  # the averaged weights are the ones kept
+            val = validate(scored, x_val, y_val, v_val, loss_fn, device, config.batch_size * 2)
+            if config.schedule == "plateau":
+                scheduler.step(val["f1"])
             row = {"epoch": epoch, "train_loss": float(epoch_loss) / iters, "val_loss": val["loss"],
                    "val_f1": val["f1"], "val_f1_at_0.5": val["f1_at_0.5"], "threshold": val["threshold"],
                    "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
             history.append(row)
             improved = val["f1"] > best["f1"]
             if improved:
-                best = {"f1": val["f1"], "epoch": epoch, "state": copy.deepcopy(model.state_dict()), "val": val}
+                best = {"f1": val["f1"], "epoch": epoch, "state": copy.deepcopy(scored.state_dict()), "val": val}
             progress.log(f"Epoch {epoch}/{config.epochs}: loss {row['train_loss']:.4f}, val loss {val['loss']:.4f}, "
                          f"val F1 {val['f1']:.3f} at threshold {val['threshold']:.2f}"
                          f"{' (best)' if improved else ''}, {row['seconds']:.1f} s")
@@ -558,7 +607,7 @@ def train_model(
                 stopped = True
             if config.checkpoints:
                 save_checkpoint(folder, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                                sampler=sampler, generator=generator, best_state=best["state"],
+                                sampler=sampler, generator=generator, best_state=best["state"], ema=ema,
                                 progress_state={"config_hash": chash, "epoch": epoch, "stopped": stopped,
                                                 "history": history,
                                                 "best": {k: v for k, v in best.items() if k != "state"}})

@@ -55,6 +55,10 @@ LEVERS = {
     "loss_lovasz": {"loss": "lovasz"},
     "brightness_noise": {"brightness": 0.1, "noise": 0.05},
     "lr_3e-3": {"learning_rate": 3e-3},
+    "cosine": {"schedule": "cosine"},
+    "ema": {"ema": 0.99},
+    "cosine_ema": {"schedule": "cosine", "ema": 0.99},
+    "cosine_ema_positives_1": {"schedule": "cosine", "ema": 0.99, "positive_fraction": 1.0},
 }
 
 
