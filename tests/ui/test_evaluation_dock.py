@@ -75,8 +75,7 @@ def test_evaluate_shows_scores_legend_and_adds_the_confusion_map(dock, project, 
 def test_second_map_adds_the_seven_colour_comparison(dock, project, demo_scene, half_map, wait_for_chain):
     event, _ = demo_scene
     path, n = half_map
-    if not dock.can_compare:
-        pytest.skip("this version of the provider has no compare_predictions algorithm")
+    assert dock.can_compare, "the provider has no compare_predictions algorithm: the dock cannot compare maps"
     prediction = QgsRasterLayer(path, "half map")
     perfect = QgsRasterLayer(str(event.labels_raster), "perfect map")
     truth = QgsRasterLayer(str(event.labels_raster), "truth raster")
