@@ -353,12 +353,22 @@ class LandslideMapperPlugin:
     # -- styles -----------------------------------------------------------------------------------------------
     def style_current_layer(self, kind: str) -> bool:
         """The layer context menu's "Style as dNDVI / SAR change" on the selected raster layer."""
-        from ..ui.layer_styles import style_band_as
+        from ..ui.layer_styles import STYLE_RANGES, band_descriptions, style_band_as, style_fit
 
         layer = self.iface.activeLayer()
         if not isinstance(layer, QgsRasterLayer):
             return False
-        style_band_as(layer, kind)
+        band = style_band_as(layer, kind)
+        label = STYLE_RANGES[kind][0]
+        names = band_descriptions(layer)
+        what = f"band {band}{f' ({names[band - 1]})' if band <= len(names) and names[band - 1] else ''}"
+        warning = style_fit(layer, band, kind)
+        if warning:
+            self.iface.messageBar().pushMessage("Landslide Mapper", f"'{layer.name()}' styled as {label}, but "
+                                                f"{warning}", level=Qgis.Warning, duration=15)
+        else:
+            self.iface.messageBar().pushMessage("Landslide Mapper", f"'{layer.name()}': {what} shown as {label}.",
+                                                level=Qgis.Info, duration=5)
         return True
 
     def style_new_layers(self, layers) -> None:

@@ -57,11 +57,20 @@ def apply_rgb_style(layer, qml: str) -> bool:
     if not all(b in names for b in wanted):
         return False
     layer.loadNamedStyle(str(STYLES / qml))
-    renderer = layer.renderer()
+    renderer = layer.renderer().clone()
     renderer.setRedBand(names.index(wanted[0]) + 1)
     renderer.setGreenBand(names.index(wanted[1]) + 1)
     renderer.setBlueBand(names.index(wanted[2]) + 1)
+    layer.setRenderer(renderer)  # set, not changed in place: the legend follows
     return True
+
+
+def show_band(layer, band: int) -> None:
+    """Point a single-band renderer at `band` through setRenderer, so the layer tree's legend names the band
+    drawn (changed in place it would keep saying "Band 1: pre_VV (Gray)")."""
+    renderer = layer.renderer().clone()
+    renderer.setBand(band)
+    layer.setRenderer(renderer)
 
 
 def apply_s2_styles(layer) -> None:
@@ -88,7 +97,7 @@ def apply_style(layer, qml: str | None) -> None:
         for band, style in STACK_STYLES:
             if band in names:
                 layer.loadNamedStyle(str(STYLES / style))
-                layer.renderer().setBand(names.index(band) + 1)
+                show_band(layer, names.index(band) + 1)
                 break
     elif qml is not None:
         layer.loadNamedStyle(str(STYLES / qml))

@@ -144,8 +144,8 @@ STYLE_DEFINITIONS: dict[str, Ramp | Palette | Outline] = {
             Stop(7, "#984ea3", "False alarm of B only"),
         )
     ),
-    "truth_outline": Outline("#ffffff", 0.6),
-    "predicted_polygons": Outline("#ffff00", 0.6),
+    "truth_outline": Outline("#ffffff", 0.2),  # thin: at full-scene scale small landslides stay visible
+    "predicted_polygons": Outline("#ffff00", 0.3),
 }
 
 RENDERER_TYPES = {Ramp: "singlebandpseudocolor", Palette: "paletted", Outline: "singleSymbol", Rgb: "multibandcolor"}

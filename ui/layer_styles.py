@@ -5,9 +5,9 @@ one place that loads them, so a layer looks the same whether it came from the to
 """
 from __future__ import annotations
 
-from qgis.core import QgsRasterLayer, QgsSingleBandPseudoColorRenderer
+from qgis.core import QgsRasterBandStats, QgsRasterLayer, QgsSingleBandPseudoColorRenderer
 
-from ..processing_provider.base import STACK_STYLES, STYLES, apply_style
+from ..processing_provider.base import STACK_STYLES, STYLES, apply_style, show_band
 from .band_mapping import band_descriptions
 
 # Menu action → (qml, bands it is meant for, in order of preference)
@@ -28,7 +28,44 @@ def style_new_stack(layer) -> bool:
     if layer.renderer() is not None and layer.renderer().type() not in DEFAULT_RENDERERS:
         return False  # a saved or hand-made style: keep it
     apply_style(layer, None)
+    refresh_legend(layer)
     return True
+
+
+# Menu action → (style name for people, values the style's ramp spans, the band values it can mean at most)
+STYLE_RANGES = {"dndvi": ("dNDVI", (-0.6, 0.6), (-2.0, 2.0)), "sar_change": ("SAR change (dB)", (-6.0, 6.0),
+                                                                             (-60.0, 60.0))}
+
+
+def refresh_legend(layer) -> None:
+    """Make the layer tree's legend show the layer's current renderer (QGIS keeps the old one otherwise)."""
+    layer.emitStyleChanged()
+    try:
+        from qgis import utils
+
+        view = utils.iface.layerTreeView() if utils.iface is not None else None
+        if view is not None and hasattr(view, "refreshLayerSymbology"):
+            view.refreshLayerSymbology(layer.id())
+    except (AttributeError, RuntimeError, TypeError):
+        pass
+
+
+def style_fit(layer: QgsRasterLayer, band: int, kind: str) -> str | None:
+    """Why the `kind` style may not fit `band` (its values are not change values), or None when it fits.
+
+    A band named for the style fits; otherwise its sampled range is compared with what the style can mean."""
+    label, _ramp, (low, high) = STYLE_RANGES[kind]
+    names = band_descriptions(layer)
+    name = names[band - 1] if 0 < band <= len(names) else ""
+    if name in BAND_STYLES[kind][1]:
+        return None
+    stats = layer.dataProvider().bandStatistics(band, QgsRasterBandStats.Min | QgsRasterBandStats.Max,
+                                                layer.extent(), 250000)
+    if stats.minimumValue >= low and stats.maximumValue <= high:
+        return None
+    return (f"band {band}{f' ({name})' if name else ''} holds values from {stats.minimumValue:g} to "
+            f"{stats.maximumValue:g}, outside what a {label} style shows ({low:g} to {high:g}): it may look like one "
+            f"colour. Styled as asked; Layer Properties ▸ Symbology changes it back.")
 
 
 def style_band_as(layer: QgsRasterLayer, kind: str) -> int:
@@ -43,8 +80,9 @@ def style_band_as(layer: QgsRasterLayer, kind: str) -> int:
         used = layer.renderer().usesBands() if layer.renderer() is not None else []
         band = used[0] if used else 1
     layer.loadNamedStyle(str(STYLES / qml))
-    layer.renderer().setBand(band)
+    show_band(layer, band)
     layer.triggerRepaint()
+    refresh_legend(layer)
     return band
 
 

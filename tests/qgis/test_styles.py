@@ -65,7 +65,8 @@ def test_vector_style_is_an_unfilled_outline(styles, name):
     assert layer.renderer().type() == "singleSymbol"
     symbol_layer = layer.renderer().symbol().symbolLayer(0)
     assert symbol_layer.brushStyle() == Qt.NoBrush
-    assert symbol_layer.strokeWidth() == pytest.approx(0.6)
+    # thin: at full-scene scale thicker outlines hide the confusion colours of small landslides
+    assert symbol_layer.strokeWidth() == pytest.approx(0.2 if name == "truth_outline" else 0.3)
     expected = QColor("#ffffff") if name == "truth_outline" else QColor("#ffff00")
     assert symbol_layer.strokeColor().name() == expected.name()
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from qgis.core import QgsApplication, QgsMapLayerType, QgsRasterLayer
+from qgis.core import Qgis, QgsApplication, QgsMapLayerType, QgsRasterLayer
 from qgis.PyQt.QtCore import QEvent
 from qgis.PyQt.QtWidgets import QDockWidget
 from support import write_raster
@@ -113,3 +113,56 @@ def test_help_buttons_point_at_readme_sections(repo_root):
         assert help_url(section).fragment() == section.lower().replace(" ", "-")
     for image in ("model_dock", "evaluation_dock", "training_dock", "doctor", "map_confusion"):
         assert f"(docs/screenshots/{image}.png)" in readme
+
+
+def test_style_as_dndvi_on_reflectance_warns_what_was_styled_and_why(plugin, qgis_iface, project, tmp_path):
+    """A reflectance band (UInt16, 287–4466) styled as dNDVI turns one colour: the message bar says so."""
+    reflectance = np.linspace(287, 4466, 16 * 16).reshape(16, 16).astype(np.uint16)
+    layer = QgsRasterLayer(write_raster(tmp_path / "b04.tif", reflectance, ["B04"]), "B04")
+    project.addMapLayer(layer)
+    qgis_iface.setActiveLayer(layer)
+    bar = qgis_iface.messageBar()
+    bar.clear_messages()
+    by_name = {c.args[0].text(): c.args[0] for c in qgis_iface.addCustomActionForLayerType.call_args_list}
+    by_name["Style as dNDVI (vegetation change)"].trigger()
+    warnings = bar.get_messages(Qgis.Warning)
+    assert len(warnings) == 1 and "287" in warnings[0] and "4466" in warnings[0] and "dNDVI" in warnings[0]
+
+
+def test_style_as_dndvi_on_a_dndvi_band_says_what_it_styled(plugin, qgis_iface, project, change_rasters):
+    stack = QgsRasterLayer(change_rasters[0], "stack")
+    project.addMapLayer(stack)
+    qgis_iface.setActiveLayer(stack)
+    bar = qgis_iface.messageBar()
+    bar.clear_messages()
+    by_name = {c.args[0].text(): c.args[0] for c in qgis_iface.addCustomActionForLayerType.call_args_list}
+    by_name["Style as dNDVI (vegetation change)"].trigger()
+    assert bar.get_messages(Qgis.Warning) == []
+    assert any("band 3 (dNDVI)" in m for m in bar.get_messages(Qgis.Info))
+
+
+def test_the_legend_follows_the_change_style(plugin, project, tmp_path):
+    """Styling a stack already in the layer tree: its legend names the band drawn (dNDVI, band 3), not
+    'Band 1: pre_VV (Gray)' of the style before."""
+    from qgis.core import QgsLayerTreeModel
+
+    from landslide_mapper.processing_provider.base import apply_style
+
+    model = QgsLayerTreeModel(project.layerTreeRoot())
+    model.setFlag(QgsLayerTreeModel.ShowLegend, True)
+    ramp = np.linspace(-1, 1, 16 * 16, dtype=np.float32).reshape(16, 16)
+    stack = QgsRasterLayer(write_raster(tmp_path / "s.tif", np.stack([ramp, ramp, ramp]), ["pre_VV", "post_VV",
+                                                                                         "dNDVI"]), "stack")
+    project.addMapLayer(stack)
+    node = project.layerTreeRoot().findLayer(stack.id())
+    apply_style(stack, None)
+    labels = [str(n.data(0)) for n in model.layerLegendNodes(node)]
+    assert labels[0] == "Band 3: dNDVI", labels
+
+
+def test_truth_outlines_are_thin():
+    """At full-scene scale thick white outlines hide the confusion colours of small landslides."""
+    from landslide_mapper.processing_provider.base import STYLES
+
+    text = (STYLES / "truth_outline.qml").read_text()
+    assert 'name="outline_width" value="0.2"' in text

@@ -20,7 +20,7 @@
             <Option type="QString" name="offset_unit" value="MM"/>
             <Option type="QString" name="outline_color" value="255,255,0,255"/>
             <Option type="QString" name="outline_style" value="solid"/>
-            <Option type="QString" name="outline_width" value="0.6"/>
+            <Option type="QString" name="outline_width" value="0.3"/>
             <Option type="QString" name="outline_width_unit" value="MM"/>
             <Option type="QString" name="style" value="no"/>
           </Option>
@@ -32,7 +32,7 @@
           <prop k="offset_unit" v="MM"/>
           <prop k="outline_color" v="255,255,0,255"/>
           <prop k="outline_style" v="solid"/>
-          <prop k="outline_width" v="0.6"/>
+          <prop k="outline_width" v="0.3"/>
           <prop k="outline_width_unit" v="MM"/>
           <prop k="style" v="no"/>
           <data_defined_properties>
