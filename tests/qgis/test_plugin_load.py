@@ -195,3 +195,21 @@ def test_readme_algorithm_table_marks_exactly_the_shipped_algorithms_available(r
     rows = re.findall(r"^\| `([a-z0-9_]+)` \| (available|planned) \|", (repo_root / "README.md").read_text(), re.M)
     available = {alg_id for alg_id, status in rows if status == "available"}
     assert available == {cls().name() for cls in ALGORITHMS}, "update the README's algorithm table"
+
+
+def test_licence_and_real_metadata(repo_root):
+    """A GPL-2.0-or-later LICENSE (what the QGIS plugin repository accepts), data licences stated, and metadata
+    without placeholder domains: an address that does not exist yet is a clearly marked field to fill."""
+    licence = (repo_root / "LICENSE").read_text(encoding="utf-8")
+    assert "GPL-2.0-or-later" in licence and "GNU GENERAL PUBLIC LICENSE" in licence and "Version 2" in licence
+    assert "Copernicus Sentinel data" in licence and "MIT" in licence
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(repo_root / "metadata.txt", encoding="utf-8")
+    general = parser["general"]
+    text = (repo_root / "metadata.txt").read_text(encoding="utf-8")
+    assert "example.org" not in text and "example.com" not in text
+    for key in ("tracker", "repository", "homepage", "email"):
+        value = general[key]
+        assert value.startswith(("https://", "TO-FILL")), f"{key}={value}"
+    assert general["license"] == "GPL-2.0-or-later"
+    assert "rapid_landslide_mapping" in general["changelog"]
