@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextvars
 import errno
+import fnmatch
 import os
 import re
 import secrets
@@ -22,7 +23,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from .errors import InputError
 
@@ -285,18 +286,26 @@ def discard(tmp: Path) -> None:
 
 @dataclass(frozen=True)
 class FolderKind:
-    """What an output folder of ours holds: it may replace an earlier one only if it holds nothing else."""
+    """What an output folder of ours holds: it may replace an earlier one only if it holds nothing else.
+
+    `names`: glob patterns of every path it may hold, relative to it ("images/*.tif"); `more_names`, given the
+    folder, adds the patterns its own marker file allows (e.g. the files of the layout an export says it used).
+    """
 
     what: str                # e.g. "chip export"
     marker: str              # a file only this kind of folder has
-    names: frozenset[str]    # every top-level entry it may hold
+    names: frozenset[str]
+    more_names: Callable[[Path], Iterable[str]] | None = None
 
-    def holds_only_ours(self, folder: Path) -> bool:
-        try:
-            entries = {p.name for p in folder.iterdir()}
-        except OSError:
+    def holds_only_ours(self, folder: Path, limit: int = 2_000_000) -> bool:
+        if not (folder / self.marker).is_file():
             return False
-        return self.marker in entries and entries <= self.names
+        patterns = set(self.names) | set(self.more_names(folder) if self.more_names else ())
+        for n, path in enumerate(folder.rglob("*")):
+            rel = path.relative_to(folder).as_posix()
+            if n > limit or path.is_symlink() or not any(fnmatch.fnmatchcase(rel, p) for p in patterns):
+                return False
+        return True
 
 
 @contextmanager
@@ -322,11 +331,22 @@ def atomic_output(path: str | os.PathLike, is_dir: bool = False, *, undo_with_ru
             tmp.mkdir()
         yield tmp
         _place(tmp, path, is_dir, _RUN.get() if undo_with_run else None, kind)
+    except OSError as exc:
+        discard(tmp)
+        if _names_temporary(exc, tmp) or _names_temporary(exc, path):  # a write of this output failed
+            raise InputError(explain_os_error(exc, path)) from None
+        raise
     except BaseException:
         discard(tmp)
         raise
     with _LIVE_LOCK:
         _LIVE.discard(tmp)
+
+
+def _names_temporary(exc: OSError, path: Path) -> bool:
+    """True when an OS error is about `path` or a file below it (the temporary of an output)."""
+    names = [n for n in (exc.filename, getattr(exc, "filename2", None)) if n]
+    return any(str(n).startswith(str(path)) for n in names)
 
 
 def _place(tmp: Path, path: Path, is_dir: bool, run: _Run | None, kind: FolderKind | None) -> None:
@@ -394,6 +414,9 @@ def explain_os_error(exc: OSError, path: str | os.PathLike | None = None) -> str
                 f"written. Free some space or choose another folder, then run again.")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"No permission to write '{where}'; nothing was written. Choose a folder you can write to."
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR) and path:
+        return (f"Could not create '{where}': its folder '{Path(where).parent}' does not accept new files. Choose "
+                f"an ordinary folder you can write to; nothing was written.")
     return f"Could not write '{where}' ({exc.strerror or exc}); nothing was written."
 
 
@@ -415,11 +438,14 @@ def normalised(path: str | os.PathLike) -> Path:
 
 
 def check_run_paths(inputs: Iterable[tuple[str, str]],
-                    outputs: Iterable[tuple[str, str, bool, FolderKind | None]]) -> None:
+                    outputs: Iterable[tuple[str, str, bool, FolderKind | None]],
+                    side_files: Iterable[tuple[str, str, str]] = ()) -> None:
     """Refuse, before any work, outputs that are folders (for files), equal an input or equal each other.
 
-    `inputs`: (parameter, path); `outputs`: (parameter, path, is_folder, kind of folder or None). Paths are
-    compared by the file itself (symbolic links, '..', hard links, case on case-insensitive file systems).
+    `inputs`: (parameter, path); `outputs`: (parameter, path, is_folder, kind of folder or None); `side_files`:
+    (parameter, its output, a file written beside it, e.g. a report's HTML). Paths are compared by the file itself
+    (symbolic links, '..', hard links, case on case-insensitive file systems). An existing file inside an input
+    folder is refused too, and so is a side file that exists while its output does not (it is someone else's).
     """
     ins = [(p, Path(v)) for p, v in inputs if v]
     outs = [(p, Path(v), d, k) for p, v, d, k in outputs if v]
@@ -432,9 +458,33 @@ def check_run_paths(inputs: Iterable[tuple[str, str]],
             raise InputError(f"The outputs {seen[key]} and {parameter} are the same file '{path}'; give each "
                              f"output its own name. Nothing was written.")
         seen[key] = parameter
-        for in_param, in_path in ins:
-            if _identity(in_path) == key:
-                raise InputError(f"The output {parameter} '{path}' is the same file as the input {in_param} "
-                                 f"('{in_path}'); writing it would destroy the input. Choose another output name. "
-                                 f"Nothing was written.")
+        _refuse_input_clash(parameter, path, key, ins)
+        if is_dir and path.is_dir():
+            for in_param, in_path in ins:
+                if _inside(in_path, path):
+                    raise InputError(f"The output folder {parameter} '{path}' holds the input {in_param} "
+                                     f"('{in_path}'); writing the folder would replace it. Choose another "
+                                     f"folder. Nothing was written.")
+    for parameter, main, side in side_files:
+        main, side = Path(main), Path(side)
+        _refuse_input_clash(parameter, side, _identity(side), ins)
+        if side.exists() and not main.exists():
+            raise InputError(f"'{side}' already exists beside the output {parameter} ('{main.name}'), which would "
+                             f"write its own '{side.name}' there. Move or rename that file, or choose another name "
+                             f"for {parameter}. Nothing was written.")
 
+
+def _refuse_input_clash(parameter: str, path: Path, key: tuple, ins: list[tuple[str, Path]]) -> None:
+    for in_param, in_path in ins:
+        if _identity(in_path) == key:
+            raise InputError(f"The output {parameter} '{path}' is the same file as the input {in_param} "
+                             f"('{in_path}'); writing it would destroy the input. Choose another output name. "
+                             f"Nothing was written.")
+        if in_path.is_dir() and os.path.lexists(path) and _inside(path, in_path):
+            raise InputError(f"The output {parameter} '{path}' would replace a file inside the input folder "
+                             f"{in_param} ('{in_path}'). Choose a name outside that folder. Nothing was written.")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    real, base = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([real, base]) == base and real != base

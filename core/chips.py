@@ -612,10 +612,25 @@ def _grid_positions(length: int, tile: int, stride: int) -> list[int]:
     return pos
 
 
-# What a chip export writes (both layouts): a folder holding only these may be replaced by a new export.
-CHIP_FOLDER = FolderKind("chip export", "chips.json", frozenset({
-    "chips.json", "stats.json", "index.csv", "preview.png", "images", "labels", "map.txt", "stats.txt",
-    "esri_model_definition.emd", "esri_accumulated_stats.json"}))
+# What a chip export writes: a folder holding only these may be replaced by a new export.
+CHIP_FILES = ("chips.json", "stats.json", "index.csv", "preview.png", "images", "labels", "images/*.tif",
+              "labels/*.tif", "images/*.tif.aux.xml", "labels/*.tif.aux.xml")
+ARCGIS_FILES = ("map.txt", "stats.txt", "esri_model_definition.emd", "esri_accumulated_stats.json", "images/*.tfw",
+                "labels/*.tfw")
+
+
+def _layout_files(folder: Path) -> tuple[str, ...]:
+    """The ArcGIS files, when the earlier export says it used that layout (read with a size cap)."""
+    manifest = folder / "chips.json"
+    try:
+        if manifest.stat().st_size < 16 * 2**20 and json.loads(manifest.read_text()).get("layout") == "arcgis":
+            return ARCGIS_FILES
+    except (OSError, ValueError, AttributeError):
+        pass
+    return ()
+
+
+CHIP_FOLDER = FolderKind("chip export", "chips.json", frozenset(CHIP_FILES), _layout_files)
 
 
 def _prepare_output_folder(folder: Path) -> None:

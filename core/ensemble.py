@@ -216,10 +216,16 @@ def train_ensemble(
     for rank, row in enumerate(ranked, start=1):
         row["rank"] = rank
         row["selected"] = row["member"] in selected
-    leaderboard = write_leaderboard(package_path.with_name(package_path.stem + "_leaderboard.csv"), ranked, val,
+    leaderboard = write_leaderboard(leaderboard_path(package_path), ranked, val,
                                     selected)
     progress.log(f"Leaderboard: {leaderboard}. Ensemble package written: {package_path}")
     return EnsembleResult(package_path, leaderboard, ranked, selected, val["metrics"], val["threshold"])
+
+
+def leaderboard_path(package_path: str | os.PathLike) -> Path:
+    """The leaderboard CSV written beside an ensemble package."""
+    package_path = Path(package_path)
+    return package_path.with_name(package_path.stem + "_leaderboard.csv")
 
 
 def write_leaderboard(path: Path, ranked: list[dict], ensemble_val: dict, selected: list[str]) -> Path:

@@ -236,7 +236,7 @@ def polygonize_mask(
             if options.slope_raster:
                 slope_ds = stack.enter_context(raster.open_raster(options.slope_raster))
                 slope = stack.enter_context(raster.aligned(slope_ds, src))
-            with atomic_output(out_path) as tmp:
+            with atomic_output(out_path) as tmp, raster.ogr_writing(out_path):
                 ds = ogr.GetDriverByName(_vector_driver(out_path)).CreateDataSource(str(tmp))
                 srs = osr.SpatialReference()
                 srs.ImportFromWkt(crs.to_wkt())

@@ -352,6 +352,10 @@ def create_raster(
                 except rasterio.errors.RasterioError as exc:
                     raise InputError(_write_failure(tmp, path, str(exc))) from None
                 check_tiff_complete(tmp, path)
+        except rasterio.errors.RasterioError as exc:
+            if str(Path(tmp).name) in str(exc) or str(Path(stage).name) in str(exc):  # GDAL failed on our file
+                raise InputError(_write_failure(tmp, path, str(exc).split(": ", 1)[-1])) from None
+            raise
         finally:
             if cog:
                 discard(Path(stage))
@@ -375,6 +379,15 @@ def check_tiff_complete(path: str | os.PathLike, output: str | os.PathLike) -> N
                 raise InputError(_write_failure(path, output, f"{missing} did not reach the disk"))
     except rasterio.errors.RasterioError as exc:
         raise InputError(_write_failure(path, output, str(exc))) from None
+
+
+@contextmanager
+def ogr_writing(output) -> Iterator[None]:
+    """Turn OGR's write errors (a RuntimeError once GDAL exceptions are on, or an OSError) into one sentence."""
+    try:
+        yield
+    except RuntimeError as exc:
+        raise InputError(_write_failure(output, output, str(exc) or "OGR could not write the features")) from None
 
 
 def _write_failure(path, output, detail: str) -> str:

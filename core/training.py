@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import errno
 import hashlib
 import json
 import math
@@ -379,7 +380,12 @@ def save_checkpoint(folder: Path, *, model, optimizer, scheduler, scaler, sample
     folder.mkdir(parents=True, exist_ok=True)
     # A checkpoint outlives a failed or canceled run on purpose: it is what a re-run resumes from.
     with atomic_output(folder / CHECKPOINT_FILE, undo_with_run=False) as tmp:
-        save_file(tensors, str(tmp), metadata={"landslide_mapper_checkpoint": json.dumps(meta)})
+        try:
+            save_file(tensors, str(tmp), metadata={"landslide_mapper_checkpoint": json.dumps(meta)})
+        except Exception as exc:  # safetensors reports a full disk as its own error type
+            if "No space left" in str(exc) or "os error" in str(exc):
+                raise OSError(errno.ENOSPC if "No space" in str(exc) else errno.EIO, str(exc), str(tmp)) from None
+            raise
 
 
 def remove_checkpoint(folder: Path) -> None:
@@ -655,14 +661,20 @@ def _float_metrics(val: dict) -> dict:
     return out
 
 
+def curves_paths(package_path: str | os.PathLike) -> tuple[Path, Path]:
+    """The learning-curve files written beside a package (CSV, PNG)."""
+    package_path = Path(package_path)
+    return (package_path.with_name(package_path.stem + "_curves.csv"),
+            package_path.with_name(package_path.stem + "_curves.png"))
+
+
 def write_curves(package_path: Path, history: list[dict]) -> tuple[Path, Path]:
     """Learning curves beside the package: `<stem>_curves.csv` and a PNG of losses and validation F1."""
-    csv_path = package_path.with_name(package_path.stem + "_curves.csv")
+    csv_path, png_path = curves_paths(package_path)
     with atomic_output(csv_path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
-    png_path = package_path.with_name(package_path.stem + "_curves.png")
     _plot_curves(history, png_path, package_path.stem)
     return csv_path, png_path
 

@@ -105,7 +105,11 @@ def load_encoder_weights(model: torch.nn.Module, path: str) -> None:
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file
 
-        state = load_file(path)
+        try:
+            state = load_file(path)
+        except Exception as exc:  # noqa: BLE001 - a damaged or foreign file is the person's to replace
+            raise InputError(f"Encoder weights '{path}' (ENCODER_WEIGHTS) are not a readable safetensors file "
+                             f"({str(exc)[:160]}); give the encoder's weights as .safetensors or .pth.") from None
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)

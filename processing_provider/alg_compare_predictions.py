@@ -68,6 +68,11 @@ class ComparePredictionsAlgorithm(LandslideAlgorithm):
         self.addOutput(QgsProcessingOutputHtml("OUTPUT_HTML", "Comparison report (HTML)"))
         self.addOutput(QgsProcessingOutputFile("OUTPUT_PERFORMANCE_DIAGRAM", "Performance diagram (PNG)"))
 
+    def side_files(self, parameter, path):
+        from ..core.metrics.reports import side_files
+
+        return side_files(path) if parameter == "OUTPUT_REPORT" else []
+
     def compute(self, parameters, context, feedback, progress):
         layers = [self.parameterAsRasterLayer(parameters, f"PREDICTION_{s}", context) for s in ("A", "B")]
         paths = [layer_file(layer, f"prediction {s}")[0] for layer, s in zip(layers, ("A", "B"))]

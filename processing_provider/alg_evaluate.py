@@ -142,6 +142,11 @@ class EvaluateAlgorithm(LandslideAlgorithm):
         self.addOutput(QgsProcessingOutputFile("OUTPUT_SWEEP_CSV", "Scores by threshold (CSV)"))
         self.addOutput(QgsProcessingOutputFile("OUTPUT_SWEEP_PLOT", "Scores by threshold (PNG)"))
 
+    def side_files(self, parameter, path):
+        from ..core.metrics.reports import side_files
+
+        return side_files(path) if parameter == "OUTPUT_REPORT" else []
+
     def compute(self, parameters, context, feedback, progress):
         pred = self.parameterAsRasterLayer(parameters, "PREDICTION", context)
         pred_path, _ = layer_file(pred, "prediction")

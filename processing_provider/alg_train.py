@@ -104,8 +104,13 @@ class TrainAlgorithm(LandslideAlgorithm):
         self.addOutput(QgsProcessingOutputFile("CURVES", "Learning curves (CSV)"))
         self.addOutput(QgsProcessingOutputFile("CURVES_PLOT", "Learning curves (PNG)"))
 
+    def side_files(self, parameter, path):
+        from ..core.training import curves_paths
+
+        return list(curves_paths(path)) if parameter == "OUTPUT" else []
+
     def compute(self, parameters, context, feedback, progress):
-        from ..core.errors import InputError
+        from ..common.errors import InputError
         from ..core.training import TrainConfig, train_model
         from ..models.registry import model_kwargs_for
 

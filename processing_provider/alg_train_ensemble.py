@@ -75,9 +75,14 @@ class TrainEnsembleAlgorithm(LandslideAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("THRESHOLD", "Ensemble decision threshold"))
         self.addOutput(QgsProcessingOutputFile("LEADERBOARD", "Leaderboard (CSV)"))
 
+    def side_files(self, parameter, path):
+        from ..core.ensemble import leaderboard_path
+
+        return [leaderboard_path(path)] if parameter == "OUTPUT" else []
+
     def compute(self, parameters, context, feedback, progress):
         from ..core.ensemble import EnsembleConfig, train_ensemble
-        from ..core.errors import InputError
+        from ..common.errors import InputError
         from ..core.training import TrainConfig
 
         rates = self.parameterAsString(parameters, "LEARNING_RATES", context)

@@ -154,7 +154,10 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
     def processAlgorithm(self, parameters, context: QgsProcessingContext, feedback: QgsProcessingFeedback):  # noqa: N802
         """Check every output against the inputs, then compute; all outputs appear together or not at all."""
         try:
-            check_run_paths(run_inputs(self, parameters, context), run_outputs(self, parameters, context))
+            outputs = run_outputs(self, parameters, context)
+            side = [(param, path, str(s)) for param, path, _, _ in outputs
+                    for s in self.side_files(param, Path(path))]
+            check_run_paths(run_inputs(self, parameters, context), outputs, side)
             with output_run():
                 return self.compute(parameters, context, feedback, FeedbackProgress(feedback))
         except InputError as exc:
@@ -165,6 +168,10 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
                                          ) from None
         except OSError as exc:  # a full disk, a folder without write permission, a vanished file
             raise QgsProcessingException(explain_os_error(exc)) from None
+        except MemoryError:
+            raise QgsProcessingException(
+                f"{self.displayName()} ran out of memory with these settings. Nothing was written. Use smaller "
+                f"values (raster size, tile or batch size, neighbourhood radius) or a smaller extent.") from None
         except QgsProcessingException:
             raise
         except Exception as exc:  # noqa: BLE001 - a bug of ours: say so plainly, keep the details for a report
@@ -178,6 +185,10 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
 
     def compute(self, parameters, context, feedback, progress) -> dict:
         raise NotImplementedError
+
+    def side_files(self, parameter: str, path: Path) -> list[Path]:
+        """Files the run writes beside the output `parameter` (learning curves, a report's HTML page …)."""
+        return []
 
     def folder_kinds(self) -> dict[str, FolderKind]:
         """Folder outputs that may replace an earlier output of the same kind (parameter name -> FolderKind)."""

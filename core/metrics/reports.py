@@ -39,8 +39,16 @@ def _csv_value(v):
     return f"{v:.6g}" if isinstance(v, float) else v
 
 
+SIDE_SUFFIXES = (".html", "_confusion.png", "_performance.png", "_sweep.csv", "_sweep.png", "_comparison.png")
+
+
 def _sibling(report: Path, suffix: str) -> Path:
     return report.with_name(report.stem + suffix)
+
+
+def side_files(report: str | os.PathLike) -> list[Path]:
+    """Every file a report may write beside itself (HTML page, plots, sweep table)."""
+    return [_sibling(Path(report), s) for s in SIDE_SUFFIXES]
 
 
 def _fmt(v, digits: int = 3) -> str:

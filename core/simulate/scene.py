@@ -147,7 +147,8 @@ def simulate_event(out_dir, width: int = 512, height: int = 512, seed: int = 0, 
         # a bounded block cache keeps memory flat for any scene size; compression uses every core
         stack.enter_context(raster.bounded_gdal_cache(GDAL_NUM_THREADS="ALL_CPUS"))
         folder = stack.enter_context(atomic_output(out, is_dir=True, kind=SIMULATED_EVENT))
-        _write_polygons(folder / "labels.gpkg", slides, crs_obj, (transform.c, transform.f))
+        with raster.ogr_writing(out / "labels.gpkg"):
+            _write_polygons(folder / "labels.gpkg", slides, crs_obj, (transform.c, transform.f))
         dsts = {}
         for name, spec in specs.items():
             tags = {**common_tags, **spec.pop("tags")}

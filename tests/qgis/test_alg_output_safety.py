@@ -188,3 +188,24 @@ def test_qgis_process_on_a_full_disk_fails_clearly_and_keeps_the_previous_output
     assert "Traceback" not in text, text
     assert out.read_bytes() == b"last week's stack"
     assert no_temporaries(tmp)
+
+
+def test_files_written_beside_an_output_never_replace_the_users_own(landslide_provider, scene):
+    from qgis.core import QgsProcessingException
+
+    tmp, s1, _, stack, *_ = scene
+    (tmp / "report.html").write_text("my own notes")
+    with pytest.raises(QgsProcessingException, match="'.*report.html' already exists beside the output OUTPUT_REPORT"):
+        run("evaluate", {"PREDICTION": str(stack), "TRUTH": str(s1), "OUTPUT_REPORT": str(tmp / "report.json")})
+    assert (tmp / "report.html").read_text() == "my own notes" and not (tmp / "report.json").exists()
+
+
+def test_an_output_inside_an_input_folder_may_not_replace_its_files(landslide_provider, tmp_path):
+    from qgis.core import QgsProcessingException
+
+    chips = tmp_path / "chips"
+    chips.mkdir()
+    (chips / "stats.json").write_text('{"bands": []}')
+    with pytest.raises(QgsProcessingException, match="would replace a file inside the input folder CHIPS"):
+        run("train", {"CHIPS": str(chips), "OUTPUT": str(chips / "stats.json")})
+    assert (chips / "stats.json").read_text() == '{"bands": []}'

@@ -222,3 +222,59 @@ def test_a_write_that_does_not_reach_the_disk_is_a_failure_that_leaves_nothing(t
     assert "nothing was written" in result.stdout and "probability.tif" in result.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["probability.tif"]
     assert out.read_bytes() == b"the previous map"
+
+
+def test_a_side_file_that_is_not_from_an_earlier_run_is_refused(tmp_path):
+    report = tmp_path / "report.json"
+    (tmp_path / "report.html").write_text("my own notes")
+    with pytest.raises(InputError, match=r"'.*report.html' already exists beside the output OUTPUT_REPORT"):
+        check_run_paths([], [("OUTPUT_REPORT", str(report), False, None)],
+                        [("OUTPUT_REPORT", str(report), str(tmp_path / "report.html"))])
+    report.write_text("{}")  # an earlier report of ours: its side files are ours to replace
+    check_run_paths([], [("OUTPUT_REPORT", str(report), False, None)],
+                    [("OUTPUT_REPORT", str(report), str(tmp_path / "report.html"))])
+    assert (tmp_path / "report.html").read_text() == "my own notes"
+
+
+def test_an_output_may_not_replace_a_file_inside_an_input_folder(tmp_path):
+    chips = tmp_path / "chips"
+    chips.mkdir()
+    (chips / "stats.json").write_text("{}")
+    with pytest.raises(InputError, match="would replace a file inside the input folder CHIPS"):
+        check_run_paths([("CHIPS", str(chips))], [("OUTPUT", str(chips / "stats.json"), False, None)])
+    check_run_paths([("CHIPS", str(chips))], [("OUTPUT", str(chips / "model.lmpkg"), False, None)])  # a new file
+
+
+def test_a_folder_output_may_not_replace_a_folder_that_holds_an_input(tmp_path):
+    earlier = tmp_path / "export"
+    earlier.mkdir()
+    (earlier / "marker.json").write_text("{}")
+    (earlier / "data.txt").write_text("labels the user points at")
+    with pytest.raises(InputError, match="holds the input LABELS"):
+        check_run_paths([("LABELS", str(earlier / "data.txt"))], [("OUTPUT_FOLDER", str(earlier), True, KIND)])
+
+
+def test_an_earlier_folder_with_a_file_of_the_users_anywhere_inside_is_not_replaced(tmp_path):
+    kind = FolderKind("test export", "marker.json", frozenset({"marker.json", "images", "images/*.tif"}))
+    earlier = tmp_path / "export"
+    (earlier / "images").mkdir(parents=True)
+    (earlier / "marker.json").write_text("{}")
+    (earlier / "images" / "0001.tif").write_bytes(b"chip")
+    assert kind.holds_only_ours(earlier)
+    (earlier / "images" / "my_notes.txt").write_text("mine")
+    assert not kind.holds_only_ours(earlier)
+    with pytest.raises(InputError, match="is not empty"):
+        with atomic_output(earlier, is_dir=True, kind=kind) as tmp:
+            (tmp / "marker.json").write_text("new")
+    assert (earlier / "images" / "my_notes.txt").read_text() == "mine"
+
+
+def test_a_failed_write_names_the_users_file_not_the_temporary(tmp_path):
+    import errno
+
+    target = tmp_path / "stack.tif"
+    with pytest.raises(InputError) as caught:
+        with atomic_output(target) as tmp:
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
+    assert "Not enough space" in str(caught.value) and f"'{target}'" in str(caught.value)
+    assert "lmtmp" not in str(caught.value) and leftovers(tmp_path) == []
