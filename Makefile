@@ -57,7 +57,9 @@ $(VENV_PY): | apt-packages
 
 # Reinstalled only when requirements.txt is newer than the stamp.
 $(STAMP): requirements.txt requirements-nodeps.txt | $(VENV_PY)
-	$(VENV_PY) -m pip install -r requirements.txt
+	@echo "Installing PyTorch (with its CUDA libraries) and friends into $(VENV): it grows to about 5.7 GB;"
+	@echo "keep about 10 GB free. pip shows the progress of each download."
+	$(VENV_PY) -m pip install --progress-bar on -r requirements.txt
 	$(VENV_PY) -m pip install --no-deps -r requirements-nodeps.txt
 	touch $@
 

@@ -66,18 +66,27 @@ def quicklook(post_folder: Path, probability: str, polygons: str, png: Path) -> 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="demo_out/iburi")
-    parser.add_argument("--data", default=str(DATA))
+    parser.add_argument("--data", default=str(DATA), help="folder with pre/ and post/ B2, B3, B4 GeoTIFFs "
+                        "(default: ../shared/data/iburi_2018_s2 next to the repository)")
     parser.add_argument("--epochs", type=int, default=10)
     args = parser.parse_args()
     data = Path(args.data)
-    if not (data / "post" / "B4.tif").exists():
-        print(f"Iburi data not found in {data}: skipping the real-scene demo.")
-        return 0
+    missing = [f"{when}/{band}.tif" for when in ("pre", "post") for band in ("B2", "B3", "B4")
+               if not (data / when / f"{band}.tif").is_file()]
+    if missing:
+        print(f"The real-scene demo needs the Iburi 2018 Sentinel-2 data in {data}, which lacks "
+              f"{', '.join(missing[:3])}{' …' if len(missing) > 3 else ''}.\n"
+              f"It is a small, openly licensed (MIT) extract of Copernicus Sentinel-2 bands B2, B3 and B4 before and "
+              f"after the 6 September 2018 Hokkaido Eastern Iburi earthquake (folders pre/ and post/), kept next to "
+              f"the repository as ../shared/data/iburi_2018_s2 (README ▸ Data credits says where it comes from).\n"
+              f"Put it there, or point at a copy with: .venv/bin/python scripts/iburi_demo.py --data FOLDER",
+              file=sys.stderr)
+        return 2
     started = time.perf_counter()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     app, _provider = start_qgis()
-    custom = 7  # index of "custom (BANDS list)" in change_stack's presets
+    custom = "custom"  # change_stack's preset "custom (BANDS list)"
     event = step("Simulate a training event", "simulate_event",
                  {"WIDTH": 1536, "HEIGHT": 1536, "SEED": 11, "OUTPUT_FOLDER": str(out / "sim")})
     sim_stack = step("Stack of post-event colour and its change (simulated)", "change_stack",
@@ -95,7 +104,7 @@ def main() -> int:
                  {"PRE": pre, "POST": post, "PRESET": custom, "BANDS": BANDS, "OUTPUT": str(out / "iburi_stack.tif")})
     pred = step("Map the Iburi landslides", "predict",
                 {"PACKAGE": model["OUTPUT"], "INPUT": stack["OUTPUT"], "MIN_AREA": 500, "MERGE_DISTANCE": 5,
-                 "NORMALIZATION": 1,  # the real scene is hazier (top-of-atmosphere-like) than the simulated one
+                 "NORMALIZATION": "scene",  # the real scene is hazier (top-of-atmosphere-like) than the simulated one
                  "OUTPUT_PROBABILITY": str(out / "iburi_probability.tif"), "OUTPUT_MASK": str(out / "iburi_mask.tif"),
                  "OUTPUT_POLYGONS": str(out / "iburi_landslides.gpkg")})
     png = out / "iburi_quicklook.png"

@@ -213,3 +213,13 @@ def test_licence_and_real_metadata(repo_root):
         assert value.startswith(("https://", "TO-FILL")), f"{key}={value}"
     assert general["license"] == "GPL-2.0-or-later"
     assert "rapid_landslide_mapping" in general["changelog"]
+
+
+def test_readme_lists_the_shipped_model_by_its_id_and_the_newcomer_figures(repo_root):
+    from landslide_mapper.processing_provider.provider import shipped_models
+
+    readme = (repo_root / "README.md").read_text(encoding="utf-8")
+    for model in shipped_models():
+        assert " " not in model.name() and f"| `{model.name()}` | model |" in readme
+    assert "5.7 GB" in readme and "10 GB free" in readme  # what make setup downloads and needs
+    assert "ARCHITECTURE=Unet" in readme
