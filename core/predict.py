@@ -27,6 +27,7 @@ from .training import _autocast, pick_device
 
 MASK_NODATA = 255
 WRITE_CHUNK = 2048  # columns written at once: keeps write buffers small on very wide rasters
+RUN_PIXELS = 1 << 20  # pixels per network call: 1024² tiles one by one, 256² tiles 16 at a time
 CLIP_Z = 1000.0  # normalised inputs are clipped to ±CLIP_Z standard deviations, so the network never overflows
 
 
@@ -320,16 +321,21 @@ def _normalise(data, finite, mean, std, seen, clipped, low, high) -> np.ndarray:
 
     `seen`, `clipped`, `low` and `high` (per band) are updated for the messages about clipped bands.
     """
+    x = np.empty_like(data)
     with np.errstate(over="ignore", invalid="ignore"):  # huge values over tiny deviations: clipped just below
-        x = (data - mean[:, None, None]) / std[:, None, None]
-    seen += np.count_nonzero(finite, axis=(1, 2))
-    beyond = np.abs(x) > CLIP_Z  # NaN compares False
-    if beyond.any():
+        np.subtract(data, mean[:, None, None], out=x)
+        np.divide(x, std[:, None, None], out=x)
+    counts = np.count_nonzero(finite, axis=(1, 2))
+    seen += counts
+    if counts.sum() < finite.size:
+        x[~finite] = 0.0  # nodata becomes the mean
+    if float(np.max(np.abs(x), initial=0.0)) > CLIP_Z:  # one pass over the data when nothing is out of range
+        beyond = np.abs(x) > CLIP_Z
         clipped += np.count_nonzero(beyond, axis=(1, 2))
         np.minimum(low, np.min(data, axis=(1, 2), where=beyond, initial=np.inf), out=low)
         np.maximum(high, np.max(data, axis=(1, 2), where=beyond, initial=-np.inf), out=high)
         np.clip(x, -CLIP_Z, CLIP_Z, out=x)
-    return np.nan_to_num(x, copy=False, nan=0.0)
+    return x
 
 
 def _band_source(band: str, rasters, source: tuple[int, int]) -> str:
@@ -422,8 +428,12 @@ def _tile_runner(package, device: torch.device, tta: bool, engine: str, log):
             "(pip install onnxruntime to speed it up).")
         use_onnx = False
     weights = [float(m.get("weight", 1.0)) for m in package.manifest["members"]]
+    precision = ""
     if use_onnx:
-        forwards = [lambda x, s=s: onnx_runtime.run(s, x) for s in onnx_runtime.sessions(package, log=log)]
+        chosen = _int8_sessions(package, log)
+        precision = ", int8" if chosen else ""
+        chosen = chosen or onnx_runtime.sessions(package, log=log)
+        forwards = [lambda x, s=s: onnx_runtime.run(s, x) for s in chosen]
     else:
         def torch_forward(model):
             def forward(x):
@@ -435,16 +445,39 @@ def _tile_runner(package, device: torch.device, tta: bool, engine: str, log):
     flips = [()] + ([(-1,), (-2,), (-1, -2)] if tta else [])  # a flip is its own inverse
     scale = 1.0 / (sum(weights) * len(flips))
 
+    # A network call sees at most RUN_PIXELS pixels: large tiles go one at a time (the network's activations, not
+    # the batch size, then bound the memory), small tiles stay batched.
     def run(x: np.ndarray) -> np.ndarray:
         prob = np.zeros((x.shape[0], x.shape[2], x.shape[3]), dtype=np.float32)
+        step = max(1, RUN_PIXELS // (x.shape[2] * x.shape[3]))
         for forward, weight in zip(forwards, weights):
             for axes in flips:
-                xi = np.ascontiguousarray(np.flip(x, axes)) if axes else x
-                p = _sigmoid(forward(xi)[:, 0])
-                prob += (np.flip(p, axes) if axes else p) * (weight * scale)
+                for s in range(0, x.shape[0], step):
+                    xs = x[s:s + step]
+                    xi = np.ascontiguousarray(np.flip(xs, axes)) if axes else xs
+                    p = _sigmoid(forward(xi)[:, 0])
+                    prob[s:s + step] += (np.flip(p, axes) if axes else p) * (weight * scale)
         return prob
 
-    return run, "ONNX Runtime" if use_onnx else "PyTorch"
+    return run, "ONNX Runtime" + precision if use_onnx else "PyTorch"
+
+
+def _int8_sessions(package, log):
+    """int8 ONNX sessions when the package's validation chips showed they keep F1 within INT8_F1_TOLERANCE.
+
+    The decision is measured once, when the package's chip folder (its provenance) is at hand, and stored in the
+    ONNX cache; without chips, or when int8 costs F1, prediction runs in float32.
+    """
+    from ..models import onnx_runtime
+
+    decision = onnx_runtime.int8_decision(package)
+    if decision is None:
+        try:
+            decision = onnx_runtime.quantize(package, log=log)
+        except Exception as exc:  # noqa: BLE001 - a failed quantisation only means float32
+            log(f"int8 ONNX graph not built ({type(exc).__name__}: {str(exc)[:200]}); running in float32.")
+            return None
+    return onnx_runtime.int8_sessions(package) if decision and decision.get("int8") else None
 
 
 def _predict_tiles(run_tiles, x: np.ndarray, offsets, tile_h: int, tile_w: int) -> np.ndarray:
