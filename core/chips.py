@@ -199,7 +199,12 @@ def read_polygons(path: str, grid_crs, *, layer: str | None = None, field: str |
         if transform is not None:
             _reproject(geom, transform, feat, source, what, path)
         xmin, xmax, ymin, ymax = geom.GetEnvelope()
-        shapes.append(json.loads(geom.ExportToJson()))
+        text = geom.ExportToJson()  # None (GDAL: "NaN or Infinity") for non-finite coordinates
+        if text is None or not np.all(np.isfinite((xmin, xmax, ymin, ymax))):
+            raise InputError(f"{what} '{path}': feature {feat.GetFID()} has coordinates that are not numbers (NaN "
+                             f"or infinite), so it has no place on the map. Fix or delete that feature (QGIS: "
+                             f"Vertex tool, or 'Check validity'), then run again.")
+        shapes.append(json.loads(text))
         values.append(value)
         boxes.append((xmin, ymin, xmax, ymax))
     return PolygonSet(path, shapes, values, np.array(boxes, dtype=float).reshape(-1, 4))

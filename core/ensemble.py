@@ -19,7 +19,7 @@ from typing import Sequence
 from . import raster
 from .chips import ChipSet
 from ..common.errors import InputError
-from ..common.outputs import atomic_output
+from ..common.outputs import atomic_output, make_folder
 from ..common.progress import Progress, SubProgress, check_canceled, or_null
 from .training import (TrainConfig, _float_metrics, config_hash, load_training_data, pick_device, train_model,
                        validate_members)
@@ -67,6 +67,10 @@ def member_configs(config: EnsembleConfig) -> list[tuple[str, TrainConfig]]:
         raise InputError("The ensemble grid needs at least one architecture, one loss and one learning rate.")
     if config.top_k < 1:
         raise InputError(f"Top K must be at least 1 (got {config.top_k}).")
+    bad = [lr for lr in config.learning_rates if not (math.isfinite(float(lr)) and float(lr) > 0)]
+    if bad:
+        raise InputError(f"Learning rates (LEARNING_RATES) must be finite numbers above 0, not "
+                         f"{', '.join(f'{float(lr):g}' for lr in bad)}; e.g. '0.001,0.0003'.")
     out = []
     for arch in config.architectures:
         kwargs = (compact_kwargs(arch, config.encoder_depth, config.decoder_width)
@@ -145,7 +149,7 @@ def train_ensemble(
     data = load_training_data(chips, validation_chips, landslide_classes)
     package_path = Path(package_path).resolve()
     folder = Path(str(package_path) + ".members")
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder)  # removed again by a run that fails before writing anything in it
     progress.log(f"Ensemble grid: {len(members)} members ({', '.join(config.architectures)} × "
                  f"{', '.join(config.losses)} × lr {', '.join(f'{lr:g}' for lr in config.learning_rates)}); "
                  f"the top {config.top_k} by validation F1 form the ensemble. Members are kept in '{folder}'.")

@@ -188,6 +188,7 @@ class _BandReader:
 
     def __init__(self, sources: list[_Source], epoch: str):
         self.sources, self.epoch = sources, epoch
+        self.fills: dict[str, int] = {}  # pixels read as nodata per file: ±Inf, values of 1e30 and more
 
     def _find(self, base: str):
         for s in self.sources:
@@ -211,7 +212,12 @@ class _BandReader:
         if found is not None:
             src, idx = found
             view = src.nearest if base in NEAREST_BANDS and src.nearest is not None else src.dataset
-            return raster.read_float(view, idx, window)
+            data = raster.read_float(view, idx, window)
+            absurd = np.abs(data) >= raster.ABSURD  # fill values, not measurements; NaN compares False
+            if absurd.any():
+                data[absurd] = np.nan
+                self.fills[src.path] = self.fills.get(src.path, 0) + int(np.count_nonzero(absurd))
+            return data
         if base == "NDVI" and self.has("B08") and self.has("B04"):
             nir, red = self.read("B08", window), self.read("B04", window)
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -312,6 +318,11 @@ def build_change_stack(
                 progress.set_progress(100.0 * (k + 1) / n_windows)
             if n_complete == 0:  # refused inside the output's block: no file is left
                 _refuse_empty_stack(names, band_valid, readers, reference_path, extent)
+    for kind, reader in readers.items():
+        for path, count in reader.fills.items():
+            progress.log(f"Warning: '{path}' ({PARAMETERS[kind]}) holds ±Inf or values of 1e30 and more ({count} "
+                         f"values read; fill values the file does not declare as nodata?); those pixels were taken "
+                         f"as nodata.")
     progress.log(f"Change stack written: {out_path} ({width}×{height} px, bands {', '.join(names)})")
     return Path(out_path)
 

@@ -44,6 +44,7 @@ TPI_PIXELS = (3, 9)          # the thesis's TPI3 and TPI9 (bands tpi_3, tpi_9)
 SLOPE_SUM_PIXELS = 12        # the thesis's slope sum neighbourhood
 RELIEF_PIXELS = 12           # the thesis's relative relief neighbourhood (band relative_relief_12)
 VALLEY_DEPTH_RADIUS = 200.0  # metres: valleys up to 400 m wide are measured from crest to floor
+MAX_NEIGHBOURHOOD_PIXELS = 1000  # radius of the widest neighbourhood (pixels): each window is read with it around
 
 
 def pixel_metres(crs, transform, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -234,6 +235,18 @@ def _check_thesis_parameters(relief_pixels, valley_depth_radius) -> None:
                          f"{valley_depth_radius}.")
 
 
+def _check_reach(dem, src, pixel: float, tpi_radius: float, relief_pixels, valley_depth_radius: float) -> None:
+    """Refuse neighbourhoods wider than MAX_NEIGHBOURHOOD_PIXELS: each window is read with that many pixels around it,
+    so a radius of 1e9 m would need petabytes (and beyond the DEM every pixel has the same neighbourhood anyway)."""
+    for name, label, pixels in (("TPI_RADIUS", "TPI radius", tpi_radius / pixel),
+                                ("RELIEF_PIXELS", "relative relief neighbourhood", float(relief_pixels)),
+                                ("VALLEY_DEPTH_RADIUS", "valley depth radius", valley_depth_radius / pixel)):
+        if pixels > MAX_NEIGHBOURHOOD_PIXELS:
+            raise InputError(f"The {label} ({name}) reaches {pixels:.3g} pixels of DEM '{dem}' ({pixel:.3g} m "
+                             f"pixels, {src.width}×{src.height} px); at most {MAX_NEIGHBOURHOOD_PIXELS} pixels are "
+                             f"supported. Give a smaller {name}.")
+
+
 def _reach(footprint: np.ndarray) -> int:
     return max(footprint.shape) // 2
 
@@ -312,8 +325,11 @@ def terrain_derivatives(
     """Write TERRAIN_BANDS (Float32, nodata NaN) on the DEM's grid: elevation in metres (times `z_factor` for DEMs in
     other units); TPI = elevation minus the mean elevation within `tpi_radius` metres (negative in valleys)."""
     progress = or_null(progress)
-    if tpi_radius <= 0:
-        raise InputError(f"The TPI radius must be a positive number of metres, not {tpi_radius}.")
+    if not (math.isfinite(tpi_radius) and tpi_radius > 0):
+        raise InputError(f"The TPI radius (TPI_RADIUS) must be a positive number of metres, not {tpi_radius}.")
+    if not (math.isfinite(z_factor) and z_factor > 0):
+        raise InputError(f"The Z factor (Z_FACTOR) must be a positive number (metres per elevation unit of the DEM: "
+                         f"1 for DEMs in metres, 0.3048 for feet), not {z_factor}.")
     _check_thesis_parameters(relief_pixels, valley_depth_radius)
     with raster.open_raster(dem) as src:
         if band < 1 or band > src.count:
@@ -323,6 +339,7 @@ def terrain_derivatives(
         dx_all, dy_all = pixel_metres(src.crs, src.transform, np.arange(src.height))
         if (dx_all < 0.01).any() or (dx_all > 1e5).any():
             raise InputError(f"DEM '{dem}' has pixels of {dx_all.min():.3g}–{dx_all.max():.3g} m: check its CRS.")
+        _check_reach(dem, src, float(min(dx_all.min(), dy_all.min())), tpi_radius, relief_pixels, valley_depth_radius)
         progress.log(f"DEM pixels: {dx_all.mean():.2f} m × {dy_all.mean():.2f} m "
                      f"({'geographic CRS, converted per row' if src.crs.is_geographic else 'projected CRS'})")
         thesis = Neighbourhoods.of(dem, dx_all, dy_all, int(relief_pixels), valley_depth_radius)

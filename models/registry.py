@@ -82,16 +82,24 @@ def compact_kwargs(architecture: str, encoder_depth: int = 3, width: int = 8) ->
     raise InputError(f"Unknown architecture '{architecture}'; choose one of {', '.join(ARCHITECTURES)}.")
 
 
+MAX_DECODER_CHANNELS = 4096  # channels of one decoder block: wider ones would not fit in memory anyway
+
+
 def model_kwargs_for(architecture: str, encoder_depth: int = 5, decoder_channels: list[int] | None = None) -> dict:
     """model_kwargs from the user-facing knobs: depth 5 = the architecture's defaults; a smaller depth gives the
     compact network of that depth (decoder width 16); explicit decoder channels apply to U-Net-like decoders."""
     kwargs = {} if int(encoder_depth) == 5 else compact_kwargs(architecture, encoder_depth, width=16)
     if decoder_channels:
         if architecture not in ("Unet", "UnetPlusPlus", "MAnet"):
-            raise InputError(f"Decoder channels can be set for Unet, UnetPlusPlus and MAnet, not {architecture}.")
+            raise InputError(f"Decoder channels can be set for Unet, UnetPlusPlus and MAnet (DECODER_CHANNELS), not "
+                             f"{architecture}.")
         if len(decoder_channels) != int(encoder_depth):
-            raise InputError(f"Give one decoder channel count per encoder level: {encoder_depth} numbers, not "
-                             f"{len(decoder_channels)}.")
+            raise InputError(f"Give one decoder channel count per encoder level (DECODER_CHANNELS): {encoder_depth} "
+                             f"numbers for encoder depth {encoder_depth}, not {len(decoder_channels)}.")
+        if not all(float(c).is_integer() and 1 <= c <= MAX_DECODER_CHANNELS for c in decoder_channels):
+            raise InputError(f"Decoder channels (DECODER_CHANNELS) must be whole numbers from 1 to "
+                             f"{MAX_DECODER_CHANNELS}, not {','.join(str(c) for c in decoder_channels)}; e.g. "
+                             f"'256,128,64,32,16' for encoder depth 5.")
         kwargs["decoder_channels"] = [int(c) for c in decoder_channels]
         if int(encoder_depth) != 5:
             kwargs["encoder_depth"] = int(encoder_depth)

@@ -119,7 +119,8 @@ class TrainAlgorithm(LandslideAlgorithm):
         try:
             channels = [int(c) for c in channels.split(",")] if channels else None
         except ValueError:
-            raise InputError(f"Decoder channels must be integers separated by commas, not '{channels}'.") from None
+            raise InputError(f"Decoder channels (DECODER_CHANNELS) must be integers separated by commas, not "
+                             f"'{channels}'.") from None
         kwargs = model_kwargs_for(architecture, self.parameterAsInt(parameters, "ENCODER_DEPTH", context), channels)
 
         config = TrainConfig(

@@ -89,7 +89,8 @@ class TrainEnsembleAlgorithm(LandslideAlgorithm):
         try:
             rates = [float(r) for r in rates.replace(";", ",").split(",") if r.strip()]
         except ValueError:
-            raise InputError(f"Learning rates must be numbers separated by commas, not '{rates}'.") from None
+            raise InputError(f"Learning rates (LEARNING_RATES) must be numbers separated by commas, not "
+                             f"'{rates}'.") from None
         depth = self.parameterAsInt(parameters, "ENCODER_DEPTH", context)
         base = TrainConfig(
             encoder=self.parameterAsString(parameters, "ENCODER", context),

@@ -144,11 +144,19 @@ PROBABILITY_TOLERANCE = 1e-6  # float rounding allowed beyond 0 and 1
 
 
 def _check_probability_range(raw: np.ndarray, valid: np.ndarray, seen: list[float], path, parameter: str,
-                             advice: str) -> None:
-    """Refuse a raster read as probabilities that holds values outside 0–1; `seen` = [lowest, highest] so far."""
+                             advice: str, nodata=None) -> None:
+    """Refuse a raster read as probabilities that holds values outside 0–1 (±Inf included, unless it is the declared
+    nodata value); `seen` = [lowest, highest] so far."""
     top, bottom = (np.inf, -np.inf) if raw.dtype.kind == "f" else (np.iinfo(raw.dtype).max, np.iinfo(raw.dtype).min)
     seen[0] = min(seen[0], float(np.min(raw, where=valid, initial=top)))
     seen[1] = max(seen[1], float(np.max(raw, where=valid, initial=bottom)))
+    if raw.dtype.kind == "f":  # read_valid counts ±Inf as nodata; in a probability it is a broken value
+        infinite = np.isinf(raw)
+        if nodata is not None and np.isinf(nodata):
+            infinite &= raw != nodata
+        if infinite.any():
+            seen[0] = min(seen[0], float(np.min(raw, where=infinite, initial=np.inf)))
+            seen[1] = max(seen[1], float(np.max(raw, where=infinite, initial=-np.inf)))
     if seen[0] < -PROBABILITY_TOLERANCE or seen[1] > 1.0 + PROBABILITY_TOLERANCE:
         raise InputError(f"Prediction '{path}' ({parameter}) is read as a probability but holds values from "
                          f"{seen[0]:.4g} to {seen[1]:.4g}; a probability lies between 0 and 1, so every threshold "
@@ -271,7 +279,8 @@ def evaluate_prediction(
             for k, w, ((predicted,), (raw,), positive, valid) in strips:
                 check_canceled(progress)
                 if probability:
-                    _check_probability_range(raw, valid, seen, prediction_path, "PREDICTION", advice)
+                    _check_probability_range(raw, valid, seen, prediction_path, "PREDICTION", advice,
+                                             grid.nodatavals[0])
                 tp += int(np.count_nonzero(predicted & positive))
                 n_pred += int(np.count_nonzero(predicted))
                 n_pos += int(np.count_nonzero(positive))
@@ -383,12 +392,13 @@ def compare_predictions(
             seen = [[np.inf, -np.inf], [np.inf, -np.inf]]
             for k, w, ((a, b), raws, positive, valid) in strips:
                 check_canceled(progress)
-                for raw, kind, path, side, lo_hi in zip(raws, kinds, (prediction_a, prediction_b), "AB", seen):
+                for raw, kind, path, side, lo_hi, src in zip(raws, kinds, (prediction_a, prediction_b), "AB", seen,
+                                                             s.predictions):
                     if kind:
                         _check_probability_range(raw, valid, lo_hi, path, f"PREDICTION_{side}",
                                                  "If it is a mask or a class raster, store it as integers (1 = "
                                                  "landslide); if it is a probability in percent or 0–255, rescale "
-                                                 "it to 0–1 first.")
+                                                 "it to 0–1 first.", src.nodatavals[0])
                 code = np.uint8(BOTH_TN) - 4 * positive.view(np.uint8) - 2 * a.view(np.uint8) - b.view(np.uint8)
                 code *= valid.view(np.uint8)
                 counts += np.bincount(code.ravel(), minlength=BOTH_TN + 1)

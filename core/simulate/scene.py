@@ -84,6 +84,8 @@ def _write_polygons(path: Path, slides: Landslides, crs: CRS, origin) -> None:
     check_vector_written(path, len(slides.rings), path)
 
 
+MAX_SCENE_PIXELS = 2 ** 28  # ~16k × 16k: larger scenes would need more memory (and hours) than a demo is worth
+
 SIMULATED_EVENT = FolderKind("simulated scene", "labels.gpkg", frozenset(
     [f"{n}.tif{x}" for n in ("pre_s2", "post_s2", "pre_s1", "post_s1", "dem", "labels") for x in ("", ".aux.xml")]
     + ["labels.gpkg"]))
@@ -98,6 +100,10 @@ def simulate_event(out_dir, width: int = 512, height: int = 512, seed: int = 0, 
     width, height, block = int(width), int(height), int(block)
     if width < 16 or height < 16:
         raise InputError(f"A simulated scene needs at least 16×16 pixels, not {width}×{height}.")
+    if width * height > MAX_SCENE_PIXELS:
+        raise InputError(f"A simulated scene of {width}×{height} pixels (WIDTH × HEIGHT) is too large: at most "
+                         f"{MAX_SCENE_PIXELS:,} pixels (e.g. 16384×16384) are supported. Give a smaller WIDTH or "
+                         f"HEIGHT.")
     if not pixel_size > 0:
         raise InputError(f"Pixel size must be positive, not {pixel_size}.")
     if landslide_density < 0:

@@ -344,3 +344,134 @@ def test_an_unwritable_output_folder_is_refused_before_any_work(landslide_provid
     message = refused("terrain", {"INPUT": p["dem"], "OUTPUT": str(target)}, d, unwritable)
     assert "OUTPUT" in message and str(unwritable.parent) in message and "not writable" in message
     assert not target.exists()
+
+
+# ------------------------------------------------------------------------------ non-finite values and coordinates
+def test_label_polygons_with_nan_coordinates_are_refused_naming_the_feature(landslide_provider, data, out, tmp_path):
+    from osgeo import ogr, osr
+
+    _, p = data
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    path = inputs / "labels_nan.gpkg"
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32632)
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
+    layer = ds.CreateLayer("labels", srs, ogr.wkbPolygon)
+    layer.CreateField(ogr.FieldDefn("class", ogr.OFTInteger))
+    ring = ogr.Geometry(ogr.wkbLinearRing)
+    for x, y in [(np.nan, 6799000), (400500, np.nan), (400500, 6799500), (np.nan, 6799000)]:
+        ring.AddPoint_2D(x, y)
+    polygon = ogr.Geometry(ogr.wkbPolygon)
+    polygon.AddGeometry(ring)
+    feature = ogr.Feature(layer.GetLayerDefn())
+    feature.SetField("class", 1)
+    feature.SetGeometry(polygon)
+    layer.CreateFeature(feature)
+    raising = ogr.GetUseExceptions()
+    ogr.DontUseExceptions()  # the layer's NaN extent cannot be stored when it is closed (the feature is)
+    ds = None
+    if raising:
+        ogr.UseExceptions()
+    refused("export_chips", {"INPUT": p["stack"], "LABELS": str(path), "TILE_SIZE": 32,
+                             "OUTPUT_FOLDER": str(out / "chips")},
+            inputs, out, r"Label layer \(LABELS\) '.*labels_nan\.gpkg': feature 1 has coordinates that are not "
+                         r"numbers", r"Fix or delete that feature")
+
+
+def test_infinite_values_in_change_stack_inputs_become_nodata_with_a_warning(landslide_provider, data, out, tmp_path):
+    _, p = data
+    with rasterio.open(p["pre_s1"]) as src:
+        pre = src.read()
+    pre[:, :8, :8] = np.inf
+    pre[0, 8:16, :8] = -3.4028235e38  # an undeclared ArcGIS nodata value
+    odd = write_raster(tmp_path / "pre_inf.tif", pre, ["VV", "VH"])
+    log = logging_feedback()
+    result = run("change_stack", {"PRE": [odd], "POST": [p["post_s1"]], "PRESET": 2, "OUTPUT": str(out / "s.tif")},
+                 log)
+    with rasterio.open(result["OUTPUT"]) as src:
+        stack = src.read()
+    assert not np.isinf(stack).any()  # preset setting3: pre_VV, post_VV
+    assert np.isnan(stack[0, :16, :8]).all() and np.isfinite(stack[1]).all()
+    assert np.isfinite(stack[0, 16:, :]).all() and np.isfinite(stack[0, :, 8:]).all()
+    warned = [line for line in log.lines if line.startswith("Warning:")]
+    assert any("pre_inf.tif' (PRE)" in w and "±Inf" in w and "taken as nodata" in w for w in warned), warned
+
+
+def test_infinite_probabilities_are_refused_naming_file_and_range(landslide_provider, data, out, tmp_path):
+    _, p = data
+    with rasterio.open(p["prob"]) as src:
+        prob = src.read(1)
+    prob[:8, :8] = np.inf
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    infinite = write_raster(inputs / "prob_inf.tif", prob, ["landslide_probability"], nodata=np.nan)
+    refused("evaluate", {"PREDICTION": infinite, "TRUTH": p["truth"], "OUTPUT_CONFUSION": str(out / "c.tif"),
+                         "OUTPUT_REPORT": str(out / "r.json")},
+            inputs, out, r"Prediction '.*prob_inf\.tif' \(PREDICTION\) is read as a probability but holds values "
+                         r"from [0-9.e-]+ to inf", r"between 0 and 1")
+    refused("compare_predictions", {"PREDICTION_A": p["prob"], "PREDICTION_B": infinite, "TRUTH": p["truth"],
+                                    "OUTPUT_COMPARISON": str(out / "cmp.tif"), "OUTPUT_REPORT": str(out / "cr.json")},
+            inputs, out, r"'.*prob_inf\.tif' \(PREDICTION_B\) is read as a probability .* to inf")
+
+
+# ------------------------------------------------------------------------------------ parameters out of reason
+@pytest.mark.parametrize("params, pattern", [
+    ({"Z_FACTOR": 0.0}, r"Z factor \(Z_FACTOR\) must be a positive number"),
+    ({"Z_FACTOR": float("nan")}, r"Z factor \(Z_FACTOR\) must be a positive number"),
+    ({"Z_FACTOR": -1.0}, r"Z factor \(Z_FACTOR\) must be a positive number"),
+    ({"TPI_RADIUS": 1e9}, (r"TPI radius \(TPI_RADIUS\) reaches 1e\+08 pixels of DEM '.*dem\.tif' .* at most 1000 "
+                           r"pixels .* smaller TPI_RADIUS")),
+    ({"RELIEF_PIXELS": 10 ** 6}, r"\(RELIEF_PIXELS\) reaches 1e\+06 pixels .* smaller RELIEF_PIXELS"),
+    ({"VALLEY_DEPTH_RADIUS": 1e9}, r"\(VALLEY_DEPTH_RADIUS\) reaches 1e\+08 pixels .* smaller VALLEY_DEPTH_RADIUS"),
+])
+def test_terrain_parameters_without_meaning_or_beyond_memory_are_refused(landslide_provider, data, out, params,
+                                                                         pattern):
+    d, p = data
+    refused("terrain", {"INPUT": p["dem"], "OUTPUT": str(out / "t.tif"), **params}, d, out, pattern)
+
+
+@pytest.mark.parametrize("size", [{"WIDTH": 2 ** 31 - 1}, {"HEIGHT": 2 ** 31 - 1}, {"WIDTH": 20000, "HEIGHT": 20000}])
+def test_a_simulated_scene_too_large_for_memory_is_refused_naming_width_and_height(landslide_provider, data, out,
+                                                                                   size):
+    d, _ = data
+    refused("simulate_event", {**size, "OUTPUT_FOLDER": str(out / "event")}, d, out,
+            r"× HEIGHT\) is too large: at most 268,435,456 pixels", r"smaller WIDTH or HEIGHT")
+
+
+@pytest.fixture(scope="module")
+def learnable(tmp_path_factory):
+    """(chip folder, stack) of the learnable scene (never written to by the tests)."""
+    return export_learnable_chips(tmp_path_factory.mktemp("learnable"))
+
+
+@pytest.mark.parametrize("channels, pattern", [
+    ("0,0,0", r"Decoder channels \(DECODER_CHANNELS\) must be whole numbers from 1 to 4096, not 0,0,0"),
+    ("16,-8,4", r"\(DECODER_CHANNELS\) must be whole numbers .* not 16,-8,4"),
+    ("8", r"one decoder channel count per encoder level \(DECODER_CHANNELS\): 3 numbers"),
+    ("a,b,c", r"Decoder channels \(DECODER_CHANNELS\) must be integers"),
+])
+def test_decoder_channels_that_cannot_build_a_network_are_refused(landslide_provider, learnable, out, channels,
+                                                                  pattern):
+    chips, _ = learnable
+    refused("train", {"CHIPS": str(chips), "EPOCHS": 1, "ENCODER_DEPTH": 3, "DECODER_CHANNELS": channels,
+                      "OUTPUT": str(out / "model.lmpkg")}, chips, out, pattern)
+
+
+@pytest.mark.parametrize("rates", ["-1", "nan", "0.001,0", "inf"])
+def test_ensemble_learning_rates_not_above_zero_are_refused_before_any_folder_is_made(landslide_provider, learnable,
+                                                                                      out, rates):
+    chips, _ = learnable
+    refused("train_ensemble", {"CHIPS": str(chips), "ARCHITECTURES": [0], "LOSSES": [1], "LEARNING_RATES": rates,
+                               "EPOCHS": 1, "OUTPUT": str(out / "ens.lmpkg")},
+            chips, out, r"Learning rates \(LEARNING_RATES\) must be finite numbers above 0")
+    assert not (out / "ens.lmpkg.members").exists()
+
+
+def test_a_baseline_whose_map_input_is_all_nodata_leaves_no_package_nor_onnx_cache(landslide_provider, learnable,
+                                                                                   data, out):
+    chips, _ = learnable
+    d, p = data
+    refused("pixel_baseline", {"CHIPS": str(chips), "TREES": 2, "MAX_PIXELS": 2000, "INPUT": p["stack_nan"],
+                               "OUTPUT_MASK": str(out / "mask.tif"), "OUTPUT": str(out / "rf.lmpkg")},
+            d, out, r"no valid pixel", r"stack_nan\.tif', INPUT")
