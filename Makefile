@@ -38,7 +38,7 @@ help:
 	@echo "make bench           timing benchmarks, in bench_out/"
 	@echo "make styles          regenerate ui/styles/*.qml from scripts/make_styles.py"
 	@echo "make models          regenerate the shipped Processing models from scripts/make_models.py"
-	@echo "make screenshots     render the docks with demo content into docs/screenshots/*.png (Xvfb)"
+	@echo "make screenshots     the docks and the whole QGIS window with demo content, into docs/screenshots/ (Xvfb)"
 	@echo "make install-plugin  link this checkout into QGIS_PROFILE (default: $(QGIS_PROFILE)) and enable it"
 	@echo "make zip             build $(PLUGIN).zip for the QGIS plugin manager"
 	@echo "make clean           remove build outputs and caches (keeps .venv); make distclean also removes .venv"
@@ -88,10 +88,21 @@ styles: setup
 models: setup
 	$(RUN_ENV) $(VENV_PY) scripts/make_models.py
 
-# A real X server (Xvfb), not offscreen: the docks are drawn as QGIS draws them on a desktop.
-screenshots: setup
+# A real X server (Xvfb), not offscreen: the docks are drawn as QGIS draws them on a desktop. First the panels cut
+# out, then the whole QGIS window at 1920×1080 (the real QGIS, a throw-away profile with this checkout installed).
+SHOTS_DIR := .build/screenshots
+screenshots: setup import-link
 	PYTHONPATH="$(CURDIR)/$(IMPORT_DIR)$${PYTHONPATH:+:$$PYTHONPATH}" QT_QPA_PLATFORM=xcb \
 		xvfb-run -a -s "-screen 0 1920x1200x24" $(VENV_PY) scripts/screenshots.py --out docs/screenshots
+	rm -rf "$(SHOTS_DIR)" && mkdir -p "$(SHOTS_DIR)/profile/profiles/default/python/plugins"
+	ln -sfn "$(CURDIR)" "$(SHOTS_DIR)/profile/profiles/default/python/plugins/$(PLUGIN)"
+	$(SYSTEM_PY) scripts/enable_plugin.py "$(SHOTS_DIR)/profile/profiles/default" $(PLUGIN)
+	QGIS_CUSTOM_CONFIG_PATH="$(CURDIR)/$(SHOTS_DIR)/profile" LANDSLIDE_MAPPER_SCREENSHOTS="$(CURDIR)/docs/screenshots" \
+		LANDSLIDE_MAPPER_WORK="$(CURDIR)/$(SHOTS_DIR)/work" \
+		PYTHONPATH="$$($(VENV_PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+		xvfb-run -a -s "-screen 0 1920x1080x24" qgis --nologo --noversioncheck --code scripts/desktop_screenshots.py \
+		|| { cat docs/screenshots/desktop_screenshots.log >&2; exit 1; }
+	@rm -f docs/screenshots/desktop_screenshots.log
 
 install-plugin: setup
 	mkdir -p "$(QGIS_PROFILE)/python/plugins"

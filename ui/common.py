@@ -282,13 +282,15 @@ def fit_dock_width(dock) -> int:
     if outer is None:
         return 0
     form_labels = set()
+    longest = DOCK_MAX_MIN_WIDTH - 80  # a form label wider than this would set the dock's width: it wraps instead
     for form in outer.findChildren(QFormLayout):
-        form.setRowWrapPolicy(QFormLayout.WrapLongRows)  # a long label goes above its field, whole
+        labels = [form.itemAt(row, QFormLayout.LabelRole) for row in range(form.rowCount())]
+        labels = [item.widget() for item in labels if item is not None and isinstance(item.widget(), QLabel)]
+        too_long = [label for label in labels if label.fontMetrics().horizontalAdvance(label.text()) > longest]
+        # labels above their fields: a long one on its own, wrapped, across the whole width
+        form.setRowWrapPolicy(QFormLayout.WrapAllRows if too_long else QFormLayout.WrapLongRows)
         form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
-        for row in range(form.rowCount()):
-            item = form.itemAt(row, QFormLayout.LabelRole)
-            if item is not None and isinstance(item.widget(), QLabel):
-                form_labels.add(item.widget())
+        form_labels.update(label for label in labels if label not in too_long)
     for label in outer.findChildren(QLabel):
         if label in form_labels:
             label.setWordWrap(False)

@@ -87,6 +87,11 @@ def test_no_text_is_cut_and_nothing_scrolls_sideways(desktop, qtbot, key):
     for button in dock.findChildren(QAbstractButton):
         if button.isVisible() and button.text():
             assert button.minimumSizeHint().width() <= button.width() + 1, button.text()
+    viewport = dock.scroll_area.viewport()
+    for widget in body.findChildren(QWidget):  # nothing runs off the right edge
+        if widget.isVisible() and widget.parentWidget() is not None and widget.isWindow() is False:
+            right = widget.mapTo(viewport, QPoint(widget.width(), 0)).x()
+            assert right <= viewport.width() + 1, f"{type(widget).__name__} {widget.objectName()} ends at {right}"
 
 
 def test_docks_open_tabbed_together_in_the_right_area_beside_the_toolbox(desktop, qtbot):
