@@ -72,7 +72,7 @@ def _taper(length, overlap):
 def reference(package, data, tile=64, overlap=16, shift=None):
     """Whole-image blended probability in float64; `shift` = (tile number, rows, cols) misplaces one tile."""
     net = package.networks[0].eval()
-    c, h, w = data.shape
+    _, h, w = data.shape
     valid = np.isfinite(data).all(axis=0)
     x = np.nan_to_num((data.astype(np.float64) - MEAN[:, None, None]) / STD[:, None, None], nan=0.0)
     sh, sw = _side(h, tile, overlap), _side(w, tile, overlap)
