@@ -69,9 +69,15 @@ def clock() -> str:
 def step(title: str, alg: str, params: dict) -> dict:
     import processing
 
+    from qgis.core import QgsProcessingException
+
     phase(f"{title} ({alg})")
     started = time.perf_counter()
-    result = processing.run(f"landslide_mapper:{alg}", params, feedback=Feedback())
+    try:
+        result = processing.run(f"landslide_mapper:{alg}", params, feedback=Feedback())
+    except QgsProcessingException as exc:  # a message for a person, not a traceback
+        print(f"\n   {alg} failed: {exc}\n   The demo stops here (elapsed {clock()}).", file=sys.stderr, flush=True)
+        sys.exit(1)
     print(f"   done in {time.perf_counter() - started:.1f} s", flush=True)
     return result
 
