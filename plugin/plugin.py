@@ -25,6 +25,7 @@ TOOLBAR_OBJECT_NAME = "LandslideMapperToolbar"
 ICONS = ROOT / "ui" / "icons"
 LAYER_MENU = "Landslide Mapper"  # submenu of a raster layer's context menu
 DOCK_SETTINGS = "landslide_mapper/docks"  # where the docks were left: area, width, floating geometry
+DOCK_WIDTH = 520  # px on first open: layer lists show their names beside the labels
 # dock key → (module, class, menu text, icon, tooltip)
 DOCKS = {
     "model": ("model_dock", "ModelDock", "Mapping panel", "model",
@@ -271,7 +272,7 @@ class LandslideMapperPlugin:
         elif (toolbox is not None and toolbox.isVisible() and not toolbox.isFloating()
               and main_window.dockWidgetArea(toolbox) == area):
             main_window.splitDockWidget(toolbox, dock, Qt.Horizontal)  # full height, not squeezed under it
-        width = max(fit_dock_width(dock), int(settings.value(f"{DOCK_SETTINGS}/width", 0) or 0))
+        width = max(fit_dock_width(dock), int(settings.value(f"{DOCK_SETTINGS}/width", 0) or 0) or DOCK_WIDTH)
         main_window.resizeDocks([dock], [width], Qt.Horizontal)
         if settings.value(f"{DOCK_SETTINGS}/floating", False, type=bool):
             geometry = settings.value(f"{DOCK_SETTINGS}/geometry")
