@@ -17,7 +17,7 @@ import torch
 from .chips import ChipSet
 from ..common.errors import InputError
 from ..common.progress import Progress, SubProgress, check_canceled, or_null
-from .training import _float_metrics, load_training_data, validate_members
+from .training import float_metrics, load_training_data, validate_members
 
 BASELINE_MODELS = {"random_forest": "RandomForest", "cart": "CART"}
 TREES_PER_ROUND = 10  # Random Forest grows in rounds, so progress shows and cancel is honoured
@@ -111,7 +111,7 @@ def train_pixel_baseline(
         members=[member], input_bands=data.bands, band_stats=data.chipset.stats, tile_size=config.tile_size,
         overlap=0, threshold=val["threshold"], classes=data.chipset.manifest["classes"],
         pixel_size=data.chipset.manifest.get("pixel_size"), crs_wkt=data.chipset.manifest.get("crs"),
-        validation_metrics=_float_metrics(val),
+        validation_metrics=float_metrics(val),
         training={**asdict(config), "training_pixels": int(len(labels)), "seconds": seconds},
         provenance={"chips": str(data.chipset.folder)},
     )

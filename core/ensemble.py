@@ -16,12 +16,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
-from . import raster
 from .chips import ChipSet
 from ..common.errors import InputError
 from ..common.outputs import atomic_output, make_folder
 from ..common.progress import Progress, SubProgress, check_canceled, or_null
-from .training import (TrainConfig, _float_metrics, config_hash, load_training_data, pick_device, train_model,
+from ..models.devices import pick_device
+from .training import (TrainConfig, config_hash, float_metrics, load_training_data, train_model,
                        validate_members)
 
 LEADERBOARD_FIELDS = ["rank", "member", "architecture", "encoder", "loss", "learning_rate", "val_f1", "precision",
@@ -205,7 +205,7 @@ def train_ensemble(
     manifest = make_manifest(
         members=entries, input_bands=data.bands, band_stats=data.chipset.stats, tile_size=first["tile_size"],
         threshold=val["threshold"], classes=first["classes"], pixel_size=first.get("pixel_size"),
-        crs_wkt=first.get("crs"), validation_metrics=_float_metrics(val),
+        crs_wkt=first.get("crs"), validation_metrics=float_metrics(val),
         training={"ensemble": {"top_k": config.top_k, "selected": selected, "grid_size": len(members),
                                "architectures": config.architectures, "losses": config.losses,
                                "learning_rates": config.learning_rates},

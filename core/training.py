@@ -21,6 +21,7 @@ import torch
 
 from .chips import IGNORE, ChipSet, load_chips
 from ..common.errors import Canceled, InputError
+from ..models.devices import autocast, grad_scaler, pick_device
 from .metrics import Confusion, best_threshold, scores
 from ..common.outputs import atomic_output
 from ..common.progress import Progress, check_canceled, or_null
@@ -68,15 +69,6 @@ class TrainResult:
     curves_csv: Path | None
     curves_png: Path | None = None
     seconds: float = 0.0
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    """`auto` → CUDA when available, else CPU; explicit `cuda` without a GPU is a clear error."""
-    if device in ("", "auto", None):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("Device 'cuda' was requested but PyTorch sees no CUDA GPU here; use 'auto' or 'cpu'.")
-    return torch.device(device)
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -234,21 +226,11 @@ def augment_batch(x, y, v, generator: torch.Generator, brightness: float = 0.0, 
 
 
 # ---------------------------------------------------------------------------------------------- one step
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
-    return torch.autocast("cpu", enabled=False)
-
-
-def grad_scaler(device: torch.device):
-    """Loss scaling for float16 mixed precision (CUDA without bfloat16); a disabled no-op elsewhere."""
-    fp16 = device.type == "cuda" and not torch.cuda.is_bf16_supported()
-    return torch.amp.GradScaler("cuda", enabled=fp16)
 
 
 def train_step(model, optimizer, loss_fn, xb, yb, vb, scaler=None) -> torch.Tensor:
     """One optimisation step (mixed precision on CUDA); returns the detached loss without a device sync."""
-    with _autocast(xb.device):
+    with autocast(xb.device):
         output = model(xb)
     loss = loss_fn(output, yb, vb)
     optimizer.zero_grad(set_to_none=True)
@@ -298,7 +280,7 @@ def validate(model, x, y, v, loss_fn, device, batch_size: int) -> dict:
     model.eval()
 
     def probability(xb):
-        with _autocast(device):
+        with autocast(device):
             logits = model(xb)
         logits = logits.float()
         return torch.sigmoid(logits), logits
@@ -314,7 +296,7 @@ def validate_members(members, x, y, v, device, batch_size: int) -> dict:
     def probability(xb):
         prob = 0.0
         for net, w in members:
-            with _autocast(device):
+            with autocast(device):
                 logits = net(xb)
             prob = prob + torch.sigmoid(logits.float()) * (w / total)
         return prob, None
@@ -633,7 +615,7 @@ def train_model(
         members=[member], input_bands=data.bands, band_stats=data.chipset.stats,
         threshold=val["threshold"], classes=data.chipset.manifest["classes"],
         pixel_size=data.chipset.manifest.get("pixel_size"), crs_wkt=data.chipset.manifest.get("crs"),
-        validation_metrics=_float_metrics(val),
+        validation_metrics=float_metrics(val),
         training={**{k: v for k, v in asdict(config).items() if k not in ("encoder_weights", "checkpoints")},
                   "best_epoch": best["epoch"], "chip_tile_size": int(data.chipset.manifest["tile_size"]),
                   "seconds": seconds, "config_hash": chash, "history": history},
@@ -653,7 +635,7 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _float_metrics(val: dict) -> dict:
+def float_metrics(val: dict) -> dict:
     """Validation metrics for the manifest: the scores at the chosen threshold plus F1 at 0.5."""
     out = {k: v for k, v in val["metrics"].items() if isinstance(v, float)}
     out["f1_at_0.5"] = float(val["f1_at_0.5"])

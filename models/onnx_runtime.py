@@ -133,28 +133,6 @@ def int8_decision(package) -> dict | None:
         return None
 
 
-def _validation_chips(package, chips) -> tuple[np.ndarray, np.ndarray] | None:
-    """Normalised validation images (N, C, H, W) and labels (N, H, W) 0/1/255 from a chip folder, at most INT8_CHIPS."""
-    from ..core.chips import load_chips
-    from ..common.errors import InputError
-
-    if chips is None or not Path(chips).is_dir():
-        return None
-    try:
-        chipset = load_chips(chips, max_bytes=1 << 30)  # a larger folder: float32 (bounded memory)
-    except InputError:
-        return None
-    if list(chipset.bands) != list(package.input_bands):
-        return None
-    images, labels = chipset.subset("validation")
-    if not len(images) or not (labels == 1).any():
-        return None
-    pick = np.linspace(0, len(images) - 1, min(INT8_CHIPS, len(images))).round().astype(int)
-    mean, std = package.normalization()
-    x = (images[pick] - mean[None, :, None, None]) / std[None, :, None, None]
-    return np.nan_to_num(x, nan=0.0).astype(np.float32), labels[pick]
-
-
 def _f1(sessions_, weights, x, labels, threshold) -> float:
     prob = np.zeros(labels.shape, np.float64)
     for session, weight in zip(sessions_, weights):
@@ -168,21 +146,17 @@ def _f1(sessions_, weights, x, labels, threshold) -> float:
     return 2.0 * tp / denominator if denominator else 1.0
 
 
-def quantize(package, chips=None, threads: int | None = None, log=None) -> dict | None:
-    """Build int8 graphs (static QDQ quantisation calibrated on the package's validation chips), score both
-    precisions on those chips and store the decision in the ONNX cache (never in the package).
-
-    `chips` defaults to the chip folder the package was trained from (its provenance). None when there are no
-    chips to calibrate and score with: prediction then stays in float32.
+def quantize(package, x: np.ndarray, labels: np.ndarray, threads: int | None = None, log=None) -> dict | None:
+    """Build int8 graphs (static QDQ quantisation calibrated on validation chips `x`, normalised, N×C×H×W, with
+    `labels` 0/1/255), score both precisions on them and store the decision in the ONNX cache (never in the
+    package). Tree members (pixel baselines) are exact comparisons that int8 would move: they stay float32.
     """
     import json
 
     from ..common.outputs import atomic_output
 
-    data = _validation_chips(package, chips or (package.manifest.get("provenance") or {}).get("chips"))
-    if data is None:
+    if any(m.get("kind") == "pixel_baseline" for m in package.manifest["members"]):
         return None
-    x, labels = data
     float_sessions = sessions(package, threads, log=log)
     folder = cache_folder(Path(package.path))
     digest = _package_digest(Path(package.path))

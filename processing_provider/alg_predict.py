@@ -16,13 +16,13 @@ from qgis.core import (
     QgsProcessingParameterVectorDestination,
 )
 
+from ..common.definitions import DEVICES, ENGINES, NORMALIZATIONS
 from ..common.errors import InputError
 from ..core.postprocess import MaskRules, PolygonOptions
-from .base import DEVICES, LandslideAlgorithm, extent_or_none, layer_file
+from .base import LandslideAlgorithm, extent_or_none, layer_file, optional_number
 
-ENGINES = ["auto", "torch", "onnx"]  # mirrors core.predict.ENGINES (the toolbox loads without torch)
-NORMALIZATIONS = ["the training statistics stored in the package",
-                  "this raster's own statistics (other sensor level; haze or season)"]
+NORMALIZATION_LABELS = ["the training statistics stored in the package",
+                        "this raster's own statistics (other sensor level; haze or season)"]
 
 
 def parse_band_mapping(text: str, n_rasters: int) -> dict[str, tuple[int, int]]:
@@ -91,8 +91,8 @@ class PredictAlgorithm(LandslideAlgorithm):
                                            types=[QgsProcessing.TypeVectorPolygon, QgsProcessing.TypeRaster]),
             QgsProcessingParameterBoolean("TTA", "Test-time augmentation (flips; 4× slower)", defaultValue=False),
             self.enum_parameter("ENGINE", "Inference engine on the CPU", ENGINES, default=0),
-            self.enum_parameter("NORMALIZATION", "Normalise inputs with", NORMALIZATIONS, default=0,
-                                keys=["package", "scene"]),
+            self.enum_parameter("NORMALIZATION", "Normalise inputs with", NORMALIZATION_LABELS, default=0,
+                                keys=list(NORMALIZATIONS)),
             QgsProcessingParameterNumber("TILE_SIZE", "Largest tile size (pixels, multiple of 32; empty = the model's)",
                                          optional=True, minValue=32),
             QgsProcessingParameterNumber("OVERLAP", "Minimum tile overlap (pixels; empty = the model's)",
@@ -110,7 +110,7 @@ class PredictAlgorithm(LandslideAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("POLYGON_COUNT", "Number of landslide polygons"))
 
     def compute(self, parameters, context, feedback, progress):
-        from ..core.predict import sliding_window_predict
+        from ..core.predict import PredictOptions, PredictOutputs, predict_map
         from ..models.package import read_package
 
         package = read_package(self.parameterAsFile(parameters, "PACKAGE", context))
@@ -124,9 +124,6 @@ class PredictAlgorithm(LandslideAlgorithm):
             lyr = self.parameterAsRasterLayer(parameters, name, context) if parameters.get(name) else None
             return layer_file(lyr, what)[0] if lyr is not None else None
 
-        def optional_number(name, cast):
-            return cast(parameters[name]) if parameters.get(name) not in (None, "") else None
-
         exclude, exclude_layer = (layer_file(self.parameterAsLayer(parameters, "EXCLUDE", context), "exclusion")
                                   if parameters.get("EXCLUDE") else (None, None))
         slope = optional_raster("SLOPE", "slope")
@@ -138,25 +135,24 @@ class PredictAlgorithm(LandslideAlgorithm):
         prob = self.parameterAsOutputLayer(parameters, "OUTPUT_PROBABILITY", context)
         mask = self.parameterAsOutputLayer(parameters, "OUTPUT_MASK", context) or None
         polygons = self.parameterAsOutputLayer(parameters, "OUTPUT_POLYGONS", context) or None
-        result = sliding_window_predict(
-            package, rasters, prob, mask, polygons,
+        options = PredictOptions(
             band_mapping=mapping,
-            threshold=optional_number("THRESHOLD", float),
+            threshold=optional_number(parameters, "THRESHOLD", float),
             extent=extent_or_none(self, parameters, "EXTENT", context, layer.crs()),
-            tile_size=optional_number("TILE_SIZE", int),
-            overlap=optional_number("OVERLAP", int),
+            tile_size=optional_number(parameters, "TILE_SIZE", int),
+            overlap=optional_number(parameters, "OVERLAP", int),
             batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
             device=DEVICES[self.enum_index(parameters, "DEVICE", context)],
             tta=self.parameterAsBool(parameters, "TTA", context),
             engine=ENGINES[self.enum_index(parameters, "ENGINE", context)],
-            normalization=("package", "scene")[self.enum_index(parameters, "NORMALIZATION", context)],
+            normalization=NORMALIZATIONS[self.enum_index(parameters, "NORMALIZATION", context)],
             mask_rules=rules,
             polygon_options=PolygonOptions(min_area_m2=self.parameterAsDouble(parameters, "MIN_AREA", context),
                                            merge_distance=self.parameterAsDouble(parameters, "MERGE_DISTANCE",
                                                                                  context),
                                            slope_raster=slope),
-            progress=progress,
         )
+        result = predict_map(package, rasters, PredictOutputs(prob, mask, polygons), options, progress)
         self.style_output(context, prob, "probability.qml")
         outputs = {"OUTPUT_PROBABILITY": prob, "THRESHOLD": result.threshold}
         if mask:

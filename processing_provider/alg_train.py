@@ -11,7 +11,8 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from .base import DEVICES, LandslideAlgorithm
+from ..common.definitions import DEVICES
+from .base import LandslideAlgorithm
 
 # Mirrors models.registry (kept here so the toolbox lists them without importing torch). Enum indexes are API
 # (batch files store them): append, never reorder.

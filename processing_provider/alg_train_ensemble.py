@@ -11,7 +11,8 @@ from qgis.core import (
 )
 
 from .alg_train import ARCHITECTURES, LOSSES
-from .base import DEVICES, LandslideAlgorithm
+from ..common.definitions import DEVICES
+from .base import LandslideAlgorithm
 
 
 class TrainEnsembleAlgorithm(LandslideAlgorithm):

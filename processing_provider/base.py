@@ -285,7 +285,6 @@ def _enum_index(options: list[str], keys: list[str], value) -> int | None:
     return None
 
 
-DEVICES = ["auto", "cpu", "cuda"]
 TEMPORARY = "TEMPORARY_OUTPUT"
 
 

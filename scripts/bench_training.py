@@ -20,7 +20,8 @@ def main(out: Path) -> None:
     import torch
     import torch.nn.functional as F
 
-    from landslide_mapper.core.training import (CropSampler, augment_batch, gather_batch, grad_scaler, pick_device,
+    from landslide_mapper.models.devices import grad_scaler, pick_device
+    from landslide_mapper.core.training import (CropSampler, augment_batch, gather_batch,
                                                 train_step)
     from landslide_mapper.models.registry import create_model, get_loss
 

@@ -207,14 +207,14 @@ def test_scene_normalisation_uses_the_raster_statistics(tmp_path, raster_writer)
 
     from rasterio.windows import Window
 
-    from landslide_mapper.core.predict import _Inputs, scene_statistics
+    from landslide_mapper.core.predict import InputReader, scene_statistics
 
     rng = np.random.default_rng(0)
     data = np.stack([rng.normal(1000, 50, (300, 300)), rng.normal(-5, 2, (300, 300)),
                      rng.normal(0, 0.1, (300, 300))]).astype(np.float32)
     path = raster_writer(tmp_path / "s.tif", data, BANDS)
     with ExitStack() as stack:
-        inputs = _Inputs(stack, [path], [(0, 1), (0, 2), (0, 3)])
+        inputs = InputReader(stack, [path], [(0, 1), (0, 2), (0, 3)])
         mean, std = scene_statistics(inputs, Window(0, 0, 300, 300))
     assert np.all(np.abs(mean - [1000, -5, 0]) < [3, 0.2, 0.01])
     np.testing.assert_allclose(std, [50, 2, 0.1], rtol=0.05)

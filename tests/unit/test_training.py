@@ -7,7 +7,8 @@ import torch
 
 from landslide_mapper.core.chips import export_chips
 from landslide_mapper.common.errors import Canceled, InputError
-from landslide_mapper.core.training import TrainConfig, pick_device, train_model
+from landslide_mapper.core.training import TrainConfig, train_model
+from landslide_mapper.models.devices import pick_device
 from landslide_mapper.models.package import read_package
 
 BANDS = ["pre_VV", "post_VV", "dNDVI"]
