@@ -190,3 +190,25 @@ def plot_threshold_sweep(rows: Sequence[dict], png_path: str | os.PathLike, used
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return _save(fig, png_path)
+
+
+def plot_class_confusion(matrix, names: Sequence[str], png_path, title: str = "Confusion matrix") -> Path:
+    """Heat map of a multi-class confusion matrix (rows truth, columns predicted): colour = share of the truth row
+    (recall per class on the diagonal), text = pixels and row share."""
+    plt = _pyplot()
+    m = np.asarray(matrix, dtype=np.float64)
+    rows = m.sum(axis=1, keepdims=True)
+    share = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
+    n = len(names)
+    fig, ax = plt.subplots(figsize=(2.0 + 0.9 * n, 1.6 + 0.8 * n), dpi=110)
+    ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, f"{int(m[i, j])}\n{share[i, j]:.0%}", ha="center", va="center", fontsize=7,
+                    color="white" if share[i, j] > 0.6 else "black")
+    ax.set_xticks(range(n), labels=list(names), rotation=45, ha="right")
+    ax.set_yticks(range(n), labels=list(names))
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    return _save(fig, png_path)

@@ -39,7 +39,8 @@ def _csv_value(v):
     return f"{v:.6g}" if isinstance(v, float) else v
 
 
-SIDE_SUFFIXES = (".html", "_confusion.png", "_performance.png", "_sweep.csv", "_sweep.png", "_comparison.png")
+SIDE_SUFFIXES = (".html", "_confusion.png", "_performance.png", "_sweep.csv", "_sweep.png", "_comparison.png",
+                 "_matrix.png", "_classes.csv")
 
 
 def _sibling(report: Path, suffix: str) -> Path:
@@ -205,5 +206,60 @@ def write_comparison_report(out_report, info: dict, result: Comparison) -> tuple
     _write_text(files["html"], _html_page(f"Comparison: {result.names[0]} vs {result.names[1]}", parts))
     body = {**info, "metrics": dict(zip(result.names, result.metrics)), "pixels_by_class": result.counts,
             "files": {k: p.name for k, p in files.items()}}
+    _write_text(report, json.dumps(_json_safe(body), indent=2, ensure_ascii=False))
+    return report, files
+
+
+CLASS_CSV_COLUMNS = ("value", "name", "precision", "recall", "f1", "iou", "support", "predicted")
+
+
+def class_table_html(s: dict) -> str:
+    """The per-class table (with colour swatches) and the macro and weighted rows, as HTML."""
+    rows = [[f'<span class="sw" style="background:{html.escape(r["color"])}"></span>{html.escape(r["name"])} '
+             f'({r["value"]})', *[_fmt(r[k]) for k in ("precision", "recall", "f1", "iou")], _fmt(r["support"]),
+             _fmt(r["predicted"])] for r in s["classes"]]
+    for kind in ("macro", "weighted"):
+        rows.append([f"<b>{kind} average</b>", *[_fmt(s[f"{kind}_{k}"]) for k in ("precision", "recall", "f1", "iou")],
+                     _fmt(s["pixels"]), ""])
+    return (_table(["Class", "Precision", "Recall", "F1", "IoU", "Pixels in truth", "Pixels mapped"], rows)
+            + _table(["Score", "Value"], [["Accuracy", _fmt(s["accuracy"])],
+                                          ["Balanced accuracy (mean recall)", _fmt(s["balanced_accuracy"])],
+                                          ["Cohen's kappa", _fmt(s["kappa"])]]))
+
+
+def write_class_report(out_report, info: dict, s: dict, confusion_path=None, chosen: str | None = None
+                       ) -> tuple[Path, dict]:
+    """JSON report plus an HTML page, the confusion-matrix heat map and the per-class CSV next to it."""
+    from .plots import plot_class_confusion
+
+    report = Path(out_report)
+    name = info.get("name") or "class map"
+    names = [r["name"] for r in s["classes"]]
+    files: dict[str, Path] = {"matrix_png": plot_class_confusion(s["confusion_matrix"], names,
+                                                                 _sibling(report, "_matrix.png"),
+                                                                 title=f"{name}: confusion matrix")}
+    if confusion_path is not None:
+        files["confusion_png"] = plot_confusion_map(confusion_path, _sibling(report, "_confusion.png"),
+                                                    info.get("chosen_class_metrics") or {},
+                                                    title=f"{name}: {chosen} map check")
+    files["classes_csv"] = _sibling(report, "_classes.csv")
+    with atomic_output(files["classes_csv"]) as tmp:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(CLASS_CSV_COLUMNS)
+            for r in s["classes"]:
+                writer.writerow([_csv_value(r[c]) for c in CLASS_CSV_COLUMNS])
+    matrix_rows = [[html.escape(r["name"]), *[_fmt(int(v)) for v in row]]
+                   for r, row in zip(s["classes"], s["confusion_matrix"])]
+    parts = [_inputs_html(info), "<h2>Scores per class</h2>", class_table_html(s),
+             "<h2>Confusion matrix (pixels; rows truth, columns mapped)</h2>",
+             _table(["Truth \\ mapped", *names], matrix_rows),
+             f'<img src="{html.escape(files["matrix_png"].name)}" alt="confusion matrix">']
+    if "confusion_png" in files:
+        parts += [f"<h2>Map check of class {html.escape(str(chosen))}</h2>",
+                  f'<img src="{html.escape(files["confusion_png"].name)}" alt="confusion map">']
+    files["html"] = _sibling(report, ".html")
+    _write_text(files["html"], _html_page(f"Class map check: {name}", parts))
+    body = {**info, "metrics": s, "files": {k: p.name for k, p in files.items()}}
     _write_text(report, json.dumps(_json_safe(body), indent=2, ensure_ascii=False))
     return report, files

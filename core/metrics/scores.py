@@ -43,7 +43,8 @@ def ratio(num: float, den: float) -> float | None:
 
 
 def scores(c: Confusion) -> dict:
-    """Precision, recall, F1, MCC (with the square root), IoU, frequency bias, accuracy, Cohen's kappa.
+    """Precision, recall, F1, MCC (with the square root), IoU, frequency bias, accuracy, Cohen's kappa, balanced
+    accuracy.
 
     A score whose denominator is zero (e.g. no landslide in truth nor prediction) is None, never a made-up 0.
     """
@@ -60,8 +61,15 @@ def scores(c: Confusion) -> dict:
         "bias": ratio(tp + fp, tp + fn),
         "accuracy": ratio(tp + tn, n),
         "kappa": ((tp + tn) / n - chance) / (1.0 - chance) if n > 0 and chance < 1.0 else None,
+        "balanced_accuracy": _balanced(ratio(tp, tp + fn), ratio(tn, tn + fp)),
         **asdict(c),
     }
+
+
+def _balanced(recall: float | None, specificity: float | None) -> float | None:
+    """Mean of the recalls of the classes present in truth (landslide and not landslide)."""
+    present = [v for v in (recall, specificity) if v is not None]
+    return sum(present) / len(present) if present else None
 
 
 METRIC_HELP = {
@@ -73,6 +81,7 @@ METRIC_HELP = {
     "bias": "mapped / real landslide area: > 1 over-maps, < 1 under-maps",
     "accuracy": "share of all pixels classified correctly (dominated by empty ground)",
     "kappa": "Cohen's kappa: agreement beyond chance",
+    "balanced_accuracy": "mean recall of landslide and not landslide: not dominated by empty ground",
 }
 
 
