@@ -54,7 +54,7 @@ def open_mask_rules(rules: MaskRules | None, grid):
     if rules is None or not rules.any():
         yield None
         return
-    from .chips import open_labels, rasterize_labels
+    from .labels import open_labels, rasterize_labels
 
     with ExitStack() as stack:
         def view(path, resampling=Resampling.bilinear):

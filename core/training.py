@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .chips import IGNORE, ChipSet, load_chips
+from .labels import IGNORE
+
+from .chips import ChipSet, load_chips
 from ..common.errors import Canceled, InputError
 from ..models.devices import autocast, grad_scaler, pick_device
 from .metrics import Confusion, best_threshold, scores

@@ -78,7 +78,7 @@ def _block_split(origins: np.ndarray, extent: np.ndarray) -> np.ndarray:
 def real_data():
     """(train/validation ChipSet with train-only statistics, test images, test labels)."""
     import rasterio
-    from landslide_mapper.core.arcgis_tiles import read_classified_tiles, tile_pairs
+    from landslide_mapper.core.chips.arcgis import read_classified_tiles, tile_pairs
     from landslide_mapper.core.chips import BandStatistics
 
     chips = read_classified_tiles(DATA, [LANDSLIDE])

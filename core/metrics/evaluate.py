@@ -13,7 +13,7 @@ from rasterio.warp import Resampling
 from rasterio.windows import Window
 
 from .. import raster
-from ..chips import IGNORE, _hits, open_labels, rasterize_labels
+from ..labels import IGNORE, hits, open_labels, rasterize_labels
 from ...common.errors import InputError
 from ...common.progress import Progress, check_canceled, or_null
 from .boundaries import BoundaryTally
@@ -129,12 +129,12 @@ def _check_overlap(prediction: str, bounds, truth, truth_path, truth_field, area
         raise InputError(f"Truth layer '{truth_path}' (TRUTH) holds no landslide polygon (no feature with a class "
                          f"above 0 in field '{truth_field}'), so there is nothing to score prediction {prediction} "
                          f"against. Check the layer and its class field (TRUTH_FIELD), then run again.")
-    if truth.bboxes is not None and not len(_hits(truth.bboxes, bounds)):
+    if truth.bboxes is not None and not len(hits(truth.bboxes, bounds)):
         raise InputError(f"None of the {len(truth.bboxes)} landslide polygons of truth '{truth_path}' (TRUTH) lies "
                          f"on prediction {prediction} {box}: they map different places, so no score "
                          f"would mean anything. Check that both cover the same area and that the truth layer's CRS "
                          f"is right, then run again.")
-    if area is not None and area.bboxes is not None and not len(_hits(area.bboxes, bounds)):
+    if area is not None and area.bboxes is not None and not len(hits(area.bboxes, bounds)):
         raise InputError(f"Evaluation area '{area_path}' (EVALUATION_AREA) does not overlap prediction "
                          f"{prediction} {box}, so no pixel could be scored. Check that both cover the same "
                          f"area and that the area layer's CRS is right, then run again.")

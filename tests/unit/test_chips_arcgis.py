@@ -154,7 +154,7 @@ def test_broken_classified_tiles_folders_are_refused_by_name(scene):
 @pytest.mark.real_data
 @pytest.mark.skipif(not REAL.is_dir(), reason=f"real ArcGIS export not present at {REAL}")
 def test_our_classified_tiles_are_laid_out_like_arcgis_pro_writes_them(scene):
-    from landslide_mapper.core.chip_tiles import world_file_text
+    from landslide_mapper.core.chips.tile_writer import world_file_text
 
     stack, lab, tmp = scene
     export_chips(stack, lab, tmp / "a", tile_size=32, stride=32, layout="arcgis")

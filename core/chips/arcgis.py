@@ -24,20 +24,13 @@ import rasterio
 from affine import Affine
 from rasterio.windows import Window
 
-from . import raster
-from .chip_tiles import TileWriter, world_file_text, write_text
-from .chips import (
-    IGNORE,
-    BandStatistics,
-    ChipSet,
-    LabelClass,
-    _assign_splits,
-    binary_manifest,
-    hex_rgb,
-    mark_landslide_classes,
-    raster_window_bounds,
-)
-from ..common.errors import InputError
+from .. import raster
+from .tile_writer import TileWriter, world_file_text, write_text
+from .chipset import ChipSet, binary_manifest
+from ..labels import IGNORE, LabelClass, hex_rgb, mark_landslide_classes, raster_window_bounds
+from .splits import assign_splits
+from .statistics import BandStatistics
+from ...common.errors import InputError
 
 EMD = "esri_model_definition.emd"
 ACCUMULATED = "esri_accumulated_stats.json"
@@ -366,7 +359,7 @@ def _splits(folder, pairs, origins, labels, size, pixel, validation_fraction, bl
     positives = {}
     for u, lab in zip(units, labels):
         positives[u] = positives.get(u, 0) + int((lab == 1).sum())
-    unit_split = _assign_splits(positives, {"train": 1 - validation_fraction, "validation": validation_fraction},
+    unit_split = assign_splits(positives, {"train": 1 - validation_fraction, "validation": validation_fraction},
                                 seed)
     splits = np.array([unit_split[u] for u in units], dtype=object)
     held = splits != "train"
