@@ -1,7 +1,7 @@
 """Build landslide_mapper.zip for the QGIS plugin manager ("Install from ZIP").
 
 The archive holds one top folder, `landslide_mapper/`, with the plugin files only: metadata.txt, __init__.py,
-README.md, LICENSE and the packages core, models, plugin, processing_provider and ui. Tests, scripts, the venv,
+README.md, LICENSE and the packages common, core, models, plugin, processing_provider and ui. Tests, scripts, the venv,
 build folders and caches stay out. Files are taken from git (tracked plus untracked-but-not-ignored) when this is
 a git checkout, else from the file system, so it works the same on a clean clone and in a working tree.
 
@@ -18,7 +18,7 @@ from pathlib import Path
 PLUGIN = "landslide_mapper"
 ROOT = Path(__file__).resolve().parent.parent
 TOP_FILES = ("metadata.txt", "__init__.py", "README.md", "LICENSE", "LICENSE.md", "LICENSE.txt")
-PACKAGES = ("core", "models", "plugin", "processing_provider", "ui")
+PACKAGES = ("common", "core", "models", "plugin", "processing_provider", "ui")
 EXCLUDED_PARTS = {"__pycache__", ".pytest_cache", ".ipynb_checkpoints"}
 EXCLUDED_SUFFIXES = (".pyc", ".pyo", ".tmp.tif", ".aux.xml", "~")
 
