@@ -42,6 +42,7 @@ def read_class_table(path) -> list[ClassInfo] | None:
             except (ValueError, KeyError, TypeError):
                 pass
     ds = gdal.Open(str(path))
+    ds.GetFileList()  # loads the .aux.xml (GDAL 3.6's GeoTIFF band reads category names only after that)
     band = ds.GetRasterBand(1)
     names = band.GetCategoryNames() or []
     table = band.GetColorTable()

@@ -9,3 +9,4 @@ from .fields import FIELD, FOREST, GRASS, ROCK, WATER  # noqa: F401
 from .geometry import LANDSLIDES_PER_250K_PX, LENGTH_RANGE_PX, LOOK_AZIMUTH_DEG, MIN_SOURCE_SLOPE_DEG  # noqa: F401
 from .render import INCIDENCE_DEG, LOOKS, S1_BANDS, S2_BANDS, SUN  # noqa: F401
 from .scene import SIMULATED_EVENT, SimulatedEvent, main, simulate_event  # noqa: F401
+from .geology import GEOLOGY_CLASSES, GeologyScene, simulate_geology  # noqa: F401
