@@ -43,6 +43,9 @@ class PredictOptions:
     mask_rules: MaskRules | None = None
     polygon_options: PolygonOptions | None = None
     cog: bool = True
+    dask_scheduler: str = ""  # address of a Dask scheduler: predict in strips on its workers (core/predict/distributed)
+    workers: int = 1  # without a scheduler and > 1: a LocalCluster of that many single-thread worker processes
+    strip_rows: int | None = None  # rows per strip on a cluster (None: two strips per worker, ≥ 4 tile rows each)
 
 
 @dataclass
@@ -84,6 +87,10 @@ def predict_map(package, rasters: str | os.PathLike | Sequence[str | os.PathLike
     rasters = [rasters] if isinstance(rasters, (str, os.PathLike)) else list(rasters)
     tile, overlap, threshold = _checked(package, rasters, outputs, options)
     sources = assign_bands(package.input_bands, rasters, options.band_mapping)
+    if options.dask_scheduler or options.workers > 1:
+        from .distributed import predict_on_cluster
+
+        return predict_on_cluster(package, rasters, outputs, options, progress, tile, overlap, threshold, sources)
     device = pick_device(options.device)
     run_tiles, engine = tile_runner(package, device, options.tta, options.engine, progress.log)
     with ExitStack() as stack:
