@@ -16,7 +16,7 @@ from qgis.core import (
     QgsProcessingParameterVectorLayer,
 )
 
-from ..core.chips import export_chips
+from ..core.chips import LabelOptions, Sampling, SplitOptions, export_chips
 from .base import LandslideAlgorithm, extent_or_none, layer_file
 
 # Option indexes are API (batch files, models): append new options, never reorder.
@@ -129,30 +129,30 @@ class ExportChipsAlgorithm(LandslideAlgorithm):
             split_path, split_layer = layer_file(self.parameterAsVectorLayer(parameters, "SPLIT_REGIONS", context),
                                                  "split region")
         block_size = self.parameterAsDouble(parameters, "SPLIT_BLOCK_SIZE", context)
+        def number(name):
+            return self.parameterAsDouble(parameters, name, context)
+
+        def whole(name):
+            return self.parameterAsInt(parameters, name, context)
+
+        sampling = Sampling(mode=MODES[self.enum_index(parameters, "SAMPLING", context)], stride=whole("STRIDE"),
+                            n_chips=whole("N_CHIPS"), positive_fraction=number("POSITIVE_FRACTION"),
+                            min_positive_pixels=whole("MIN_POSITIVE_PIXELS"), min_valid_fraction=number("MIN_VALID"))
+        splits = SplitOptions(validation_fraction=number("VALIDATION_FRACTION"), test_fraction=number("TEST_FRACTION"),
+                              block=None if block_size > 0 else whole("SPLIT_BLOCK"),
+                              block_size=block_size if block_size > 0 else None, regions_path=split_path,
+                              regions_layer=split_layer,
+                              field=self.parameterAsString(parameters, "SPLIT_FIELD", context) or None)
+        text = lambda name: self.parameterAsString(parameters, name, context) or None  # noqa: E731
+        labels = LabelOptions(class_field=text("CLASS_FIELD") or "class", layer=labels_layer,
+                              landslide_classes=text("LANDSLIDE_CLASSES"), region_path=region_path,
+                              region_layer=region_layer)
         result = export_chips(
             stack_path, labels_path, self.parameterAsString(parameters, "OUTPUT_FOLDER", context),
-            class_field=self.parameterAsString(parameters, "CLASS_FIELD", context) or "class",
-            label_layer=labels_layer,
-            landslide_classes=self.parameterAsString(parameters, "LANDSLIDE_CLASSES", context) or None,
-            region_path=region_path, region_layer=region_layer,
-            tile_size=self.parameterAsInt(parameters, "TILE_SIZE", context),
-            stride=self.parameterAsInt(parameters, "STRIDE", context),
-            sampling=MODES[self.enum_index(parameters, "SAMPLING", context)],
-            n_chips=self.parameterAsInt(parameters, "N_CHIPS", context),
-            positive_fraction=self.parameterAsDouble(parameters, "POSITIVE_FRACTION", context),
-            min_positive_pixels=self.parameterAsInt(parameters, "MIN_POSITIVE_PIXELS", context),
+            tile_size=whole("TILE_SIZE"), sampling=sampling, splits=splits, labels=labels,
             extent=extent_or_none(self, parameters, "EXTENT", context, stack.crs()),
-            validation_fraction=self.parameterAsDouble(parameters, "VALIDATION_FRACTION", context),
-            test_fraction=self.parameterAsDouble(parameters, "TEST_FRACTION", context),
-            split_block=None if block_size > 0 else self.parameterAsInt(parameters, "SPLIT_BLOCK", context),
-            split_block_size=block_size if block_size > 0 else None,
-            split_regions_path=split_path, split_regions_layer=split_layer,
-            split_field=self.parameterAsString(parameters, "SPLIT_FIELD", context) or None,
-            min_valid_fraction=self.parameterAsDouble(parameters, "MIN_VALID", context),
             layout=LAYOUTS[self.enum_index(parameters, "FORMAT", context)],
-            preview=self.parameterAsBoolean(parameters, "PREVIEW", context),
-            seed=self.parameterAsInt(parameters, "SEED", context),
-            progress=progress,
+            preview=self.parameterAsBoolean(parameters, "PREVIEW", context), seed=whole("SEED"), progress=progress,
         )
         return {"OUTPUT_FOLDER": str(result.folder), "TRAIN_CHIPS": result.counts["train"]["chips"],
                 "VALIDATION_CHIPS": result.counts["validation"]["chips"], "TEST_CHIPS": result.counts["test"]["chips"],

@@ -48,7 +48,7 @@ def main() -> int:
     import torch
 
     from landslide_mapper.core.baseline import BaselineConfig, train_pixel_baseline
-    from landslide_mapper.core.chips import export_chips
+    from landslide_mapper.core.chips import Sampling, SplitOptions, export_chips
     from landslide_mapper.core.ensemble import EnsembleConfig, train_ensemble
     from landslide_mapper.core.metrics import evaluate_prediction
     from landslide_mapper.core.predict import sliding_window_predict
@@ -65,8 +65,15 @@ def main() -> int:
     test_event, test_stack = event_stack(out / "test", args.test_size, seed=22)
     chips = out / "chips"
     if not (chips / "chips.json").exists():
-        export_chips(train_stack, train_event.labels_raster, chips, tile_size=64, stride=32, split_block=128,
-                     validation_fraction=0.25, progress=PrintProgress())
+        export_chips(
+            train_stack,
+            train_event.labels_raster,
+            chips,
+            tile_size=64,
+            progress=PrintProgress(),
+            sampling=Sampling(stride=32),
+            splits=SplitOptions(block=128, validation_fraction=0.25),
+        )
 
     config = EnsembleConfig(
         architectures=args.architectures.split(","), losses=args.losses.split(","),

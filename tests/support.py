@@ -143,10 +143,17 @@ def learnable_scene(folder, height: int = 192, width: int = 256, seed: int = 3, 
 
 def export_learnable_chips(folder):
     """Chips (32 px, blocked split) of `learnable_scene` in `folder`; returns (chip folder, stack path)."""
-    from landslide_mapper.core.chips import export_chips
+    from landslide_mapper.core.chips import Sampling, SplitOptions, export_chips
 
     stack, labels = learnable_scene(folder)
-    export_chips(stack, labels, folder / "chips", tile_size=32, stride=32, split_block=64, validation_fraction=0.25)
+    export_chips(
+        stack,
+        labels,
+        folder / "chips",
+        tile_size=32,
+        sampling=Sampling(stride=32),
+        splits=SplitOptions(block=64, validation_fraction=0.25),
+    )
     return folder / "chips", stack
 
 

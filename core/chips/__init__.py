@@ -20,6 +20,6 @@ from .statistics import BandStatistics  # noqa: F401
 from .splits import SPLITS, SplitPlan  # noqa: F401
 from .layouts import CHIP_FORMAT, LAYOUTS, WRITERS, CHIP_FILES, ARCGIS_FILES, CHIP_FOLDER, NativeLayout  # noqa: F401
 from .preview import write_preview  # noqa: F401
-from .export import SAMPLING_MODES, ChipExport, export_chips  # noqa: F401
+from .export import SAMPLING_MODES, ChipExport, LabelOptions, Sampling, SplitOptions, export_chips  # noqa: F401
 from .chipset import READ_BYTES, ChipSet, binary_manifest  # noqa: F401
 from .loading import is_classified_tiles, load_chips  # noqa: F401

@@ -3,7 +3,6 @@ write is a failure, and a killed run leaves nothing behind (through processing.r
 from __future__ import annotations
 
 import hashlib
-import os
 import resource
 import signal
 import subprocess

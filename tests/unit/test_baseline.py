@@ -7,7 +7,7 @@ import rasterio
 import torch
 
 from landslide_mapper.core.baseline import BaselineConfig, train_pixel_baseline
-from landslide_mapper.core.chips import export_chips
+from landslide_mapper.core.chips import Sampling, SplitOptions, export_chips
 from landslide_mapper.common.errors import InputError
 from landslide_mapper.core.metrics import Confusion, scores
 from landslide_mapper.models.forest import PixelForest
@@ -48,7 +48,14 @@ def test_baseline_beats_chance_and_maps_a_raster_through_predict(model, tmp_path
     from support import learnable_scene
 
     stack, labels = learnable_scene(tmp_path, seed=5)
-    export_chips(stack, labels, tmp_path / "chips", tile_size=32, stride=32, split_block=64, validation_fraction=0.25)
+    export_chips(
+        stack,
+        labels,
+        tmp_path / "chips",
+        tile_size=32,
+        sampling=Sampling(stride=32),
+        splits=SplitOptions(block=64, validation_fraction=0.25),
+    )
     result = train_pixel_baseline(tmp_path / "chips", tmp_path / "b.lmpkg", BaselineConfig(model=model, n_trees=12),
                                   map_raster=stack, out_probability=tmp_path / "p.tif", out_mask=tmp_path / "m.tif")
     with zipfile.ZipFile(result.package) as zf:

@@ -6,7 +6,7 @@ import pytest
 import rasterio
 from osgeo import ogr, osr
 
-from landslide_mapper.core.chips import BandStatistics, export_chips, load_chips
+from landslide_mapper.core.chips import BandStatistics, Sampling, SplitOptions, export_chips, load_chips
 from landslide_mapper.common.errors import InputError
 
 BANDS = ["pre_VV", "post_VV", "dNDVI"]
@@ -33,7 +33,14 @@ def _index(folder):
 
 def test_blocked_split_never_shares_a_pixel_between_train_and_validation(scene):
     stack, lab, _, tmp = scene
-    export_chips(stack, lab, tmp / "chips", tile_size=32, stride=16, split_block=64, validation_fraction=0.3)
+    export_chips(
+        stack,
+        lab,
+        tmp / "chips",
+        tile_size=32,
+        sampling=Sampling(stride=16),
+        splits=SplitOptions(block=64, validation_fraction=0.3),
+    )
     rows = _index(tmp / "chips")
     cover = {"train": np.zeros((256, 320), bool), "validation": np.zeros((256, 320), bool)}
     for r in rows:
@@ -44,7 +51,14 @@ def test_blocked_split_never_shares_a_pixel_between_train_and_validation(scene):
 
 def test_stats_exclude_nodata_and_match_training_pixels(scene):
     stack, lab, _, tmp = scene
-    export_chips(stack, lab, tmp / "chips", tile_size=32, stride=32, validation_fraction=0.0)
+    export_chips(
+        stack,
+        lab,
+        tmp / "chips",
+        tile_size=32,
+        sampling=Sampling(stride=32),
+        splits=SplitOptions(validation_fraction=0.0),
+    )
     stats = {s["name"]: s for s in json.loads((tmp / "chips" / "stats.json").read_text())["bands"]}
     assert stats["dNDVI"]["mean"] == pytest.approx(100.0, abs=0.05)
     assert stats["dNDVI"]["std"] == pytest.approx(1.0, abs=0.05)
@@ -54,7 +68,14 @@ def test_stats_exclude_nodata_and_match_training_pixels(scene):
 
 def test_chips_carry_labels_georeferencing_and_ignore_nodata(scene):
     stack, lab, labels, tmp = scene
-    export_chips(stack, lab, tmp / "chips", tile_size=32, stride=32, validation_fraction=0.2, min_valid_fraction=0.0)
+    export_chips(
+        stack,
+        lab,
+        tmp / "chips",
+        tile_size=32,
+        sampling=Sampling(stride=32, min_valid_fraction=0.0),
+        splits=SplitOptions(validation_fraction=0.2),
+    )
     rows = _index(tmp / "chips")
     with rasterio.open(stack) as s:
         for r in rows:
@@ -93,8 +114,8 @@ def test_polygon_labels_equal_the_raster_labels(scene):
         x0, y0 = 400000 + c * 10, 6800000 - r * 10
         rings.append([(x0, y0), (x0 + 80, y0), (x0 + 80, y0 - 120), (x0, y0 - 120), (x0, y0)])
     vec = _write_polygons(tmp / "labels.gpkg", rings)
-    a = export_chips(stack, lab, tmp / "a", tile_size=32, stride=32)
-    b = export_chips(stack, vec, tmp / "b", tile_size=32, stride=32)
+    a = export_chips(stack, lab, tmp / "a", tile_size=32, sampling=Sampling(stride=32))
+    b = export_chips(stack, vec, tmp / "b", tile_size=32, sampling=Sampling(stride=32))
     assert a.counts == b.counts
 
 

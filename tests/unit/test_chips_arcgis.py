@@ -8,7 +8,8 @@ import pytest
 import rasterio
 from scipy import ndimage
 
-from landslide_mapper.core.chips import BandStatistics, export_chips, load_chips
+from landslide_mapper.core.chips import (BandStatistics, LabelOptions, Sampling, SplitOptions, export_chips,
+                                         load_chips)
 from landslide_mapper.common.errors import InputError
 
 REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "arcgis_classified_tiles_s2"
@@ -35,7 +36,8 @@ def _same(a, b):
 
 def test_round_trip_through_classified_tiles_reads_back_identical(scene):
     stack, lab, tmp = scene
-    kw = dict(tile_size=32, stride=32, split_block=64, validation_fraction=0.3, landslide_classes="1")
+    kw = dict(tile_size=32, sampling=Sampling(stride=32), splits=SplitOptions(block=64, validation_fraction=0.3),
+              labels=LabelOptions(landslide_classes="1"))
     native = export_chips(stack, lab, tmp / "native", **kw)
     arcgis = export_chips(stack, lab, tmp / "arcgis", layout="arcgis", **kw)
     assert native.counts == arcgis.counts
@@ -70,7 +72,15 @@ def test_round_trip_through_classified_tiles_reads_back_identical(scene):
 
 def test_an_arcgis_only_folder_gets_band_names_stats_and_a_blocked_split(scene):
     stack, lab, tmp = scene
-    export_chips(stack, lab, tmp / "a", tile_size=32, stride=16, validation_fraction=0.3, layout="arcgis")
+    export_chips(
+        stack,
+        lab,
+        tmp / "a",
+        tile_size=32,
+        layout="arcgis",
+        sampling=Sampling(stride=16),
+        splits=SplitOptions(validation_fraction=0.3),
+    )
     for ours in ("chips.json", "stats.json", "index.csv", "preview.png"):
         (tmp / "a" / ours).unlink()
     with pytest.raises(InputError, match=r"2 classes \(1 '1', 2 '2'\); say which are landslides"):
@@ -129,7 +139,15 @@ def test_real_arcgis_pro_export_reads_with_its_counts_and_statistics():
 
 def test_broken_classified_tiles_folders_are_refused_by_name(scene):
     stack, lab, tmp = scene
-    export_chips(stack, lab, tmp / "a", tile_size=32, stride=32, validation_fraction=0.3, layout="arcgis")
+    export_chips(
+        stack,
+        lab,
+        tmp / "a",
+        tile_size=32,
+        layout="arcgis",
+        sampling=Sampling(stride=32),
+        splits=SplitOptions(validation_fraction=0.3),
+    )
     for name in ("missing", "size", "mode"):
         shutil.copytree(tmp / "a", tmp / name)
     (tmp / "missing" / "labels" / "000000000004.tif").unlink()
@@ -157,7 +175,7 @@ def test_our_classified_tiles_are_laid_out_like_arcgis_pro_writes_them(scene):
     from landslide_mapper.core.chips.tile_writer import world_file_text
 
     stack, lab, tmp = scene
-    export_chips(stack, lab, tmp / "a", tile_size=32, stride=32, layout="arcgis")
+    export_chips(stack, lab, tmp / "a", tile_size=32, layout="arcgis", sampling=Sampling(stride=32))
     ours, real = tmp / "a", REAL
     for name in ("esri_model_definition.emd", "esri_accumulated_stats.json"):
         mine, theirs = (json.loads((f / name).read_text()) for f in (ours, real))
@@ -192,7 +210,15 @@ def _emd_band_names(folder: Path, names) -> None:
 def _arcgis_only(scene, name: str) -> Path:
     """Our Classified Tiles export stripped of our own side files, as ArcGIS Pro would leave the folder."""
     stack, lab, tmp = scene
-    export_chips(stack, lab, tmp / name, tile_size=32, stride=32, validation_fraction=0.3, layout="arcgis")
+    export_chips(
+        stack,
+        lab,
+        tmp / name,
+        tile_size=32,
+        layout="arcgis",
+        sampling=Sampling(stride=32),
+        splits=SplitOptions(validation_fraction=0.3),
+    )
     for ours in ("chips.json", "stats.json", "index.csv", "preview.png"):
         (tmp / name / ours).unlink()
     return tmp / name

@@ -8,7 +8,7 @@ import rasterio
 from osgeo import ogr, osr
 from rasterio.transform import from_origin
 
-from landslide_mapper.core.chips import export_chips, load_chips
+from landslide_mapper.core.chips import LabelOptions, Sampling, SplitOptions, export_chips, load_chips
 from landslide_mapper.common.errors import InputError
 
 BANDS = ["pre_VV", "post_VV", "dNDVI"]
@@ -70,7 +70,14 @@ def _cover(rows, size, splits=("train", "validation", "test")):
 
 def test_grid_sampling_cuts_every_stride_position_except_empty_ones(scene):
     stack, lab, *_, tmp = scene
-    export_chips(stack, lab, tmp / "c", tile_size=32, stride=16, validation_fraction=0.0, min_valid_fraction=0.0)
+    export_chips(
+        stack,
+        lab,
+        tmp / "c",
+        tile_size=32,
+        sampling=Sampling(stride=16, min_valid_fraction=0.0),
+        splits=SplitOptions(validation_fraction=0.0),
+    )
     got = {(int(r["row"]), int(r["col"])) for r in _index(tmp / "c")}
     rows, cols = range(0, H - 32 + 1, 16), range(0, W - 32 + 1, 16)
     empty = {(r, c) for r in (208, 224) for c in (0, 16, 32)}  # wholly inside the nodata corner: nothing to learn
@@ -79,8 +86,22 @@ def test_grid_sampling_cuts_every_stride_position_except_empty_ones(scene):
 
 def test_random_sampling_gives_n_distinct_off_grid_chips_reproducibly(scene):
     stack, lab, *_, tmp = scene
-    a = export_chips(stack, lab, tmp / "a", tile_size=32, sampling="random", n_chips=40, split_block=128)
-    b = export_chips(stack, lab, tmp / "b", tile_size=32, sampling="random", n_chips=40, split_block=128)
+    a = export_chips(
+        stack,
+        lab,
+        tmp / "a",
+        tile_size=32,
+        sampling=Sampling(mode="random", n_chips=40),
+        splits=SplitOptions(block=128),
+    )
+    b = export_chips(
+        stack,
+        lab,
+        tmp / "b",
+        tile_size=32,
+        sampling=Sampling(mode="random", n_chips=40),
+        splits=SplitOptions(block=128),
+    )
     rows = _index(tmp / "a")
     positions = {(int(r["row"]), int(r["col"])) for r in rows}
     assert sum(c["chips"] for c in a.counts.values()) == 40 == len(positions)
@@ -90,8 +111,14 @@ def test_random_sampling_gives_n_distinct_off_grid_chips_reproducibly(scene):
 
 def test_positive_biased_sampling_meets_the_share_of_landslide_chips(scene):
     stack, lab, _, labels, tmp = scene
-    result = export_chips(stack, lab, tmp / "p", tile_size=32, sampling="positive", n_chips=30,
-                          positive_fraction=0.7, min_positive_pixels=20, split_block=128, validation_fraction=0.25)
+    result = export_chips(
+        stack,
+        lab,
+        tmp / "p",
+        tile_size=32,
+        sampling=Sampling(mode="positive", n_chips=30, positive_fraction=0.7, min_positive_pixels=20),
+        splits=SplitOptions(block=128, validation_fraction=0.25),
+    )
     rows = _index(tmp / "p")
     assert len(rows) == 30
     counts = [int(labels[int(r["row"]):int(r["row"]) + 32, int(r["col"]):int(r["col"]) + 32].sum()) for r in rows]
@@ -102,8 +129,15 @@ def test_positive_biased_sampling_meets_the_share_of_landslide_chips(scene):
 
 def test_blocked_split_in_map_units_with_test_split_shares_no_pixel(scene):
     stack, lab, _, labels, tmp = scene
-    result = export_chips(stack, lab, tmp / "c", tile_size=32, stride=16, split_block_size=640.0,
-                          validation_fraction=0.25, test_fraction=0.25, seed=4)
+    result = export_chips(
+        stack,
+        lab,
+        tmp / "c",
+        tile_size=32,
+        seed=4,
+        sampling=Sampling(stride=16),
+        splits=SplitOptions(block_size=640.0, validation_fraction=0.25, test_fraction=0.25),
+    )
     rows = _index(tmp / "c")
     cover = _cover(rows, 32)
     assert all(cover[s].any() for s in cover)
@@ -121,7 +155,14 @@ def test_split_regions_fix_each_chips_split(scene):
     stack, lab, *_, tmp = scene
     regions = _write_layer(tmp / "regions.gpkg", [(_ring(0, 0, H, 160), {"split": "train"}),
                                                   (_ring(0, 160, H, 160), {"split": "validation"})])
-    export_chips(stack, lab, tmp / "c", tile_size=32, stride=16, split_regions_path=regions)
+    export_chips(
+        stack,
+        lab,
+        tmp / "c",
+        tile_size=32,
+        sampling=Sampling(stride=16),
+        splits=SplitOptions(regions_path=regions),
+    )
     rows = _index(tmp / "c")
     assert {r["split"] for r in rows} == {"train", "validation"}
     for r in rows:
@@ -132,9 +173,23 @@ def test_split_regions_fix_each_chips_split(scene):
 def test_outside_the_labelled_region_is_unknown_not_background(scene):
     stack, lab, *_, tmp = scene
     region = _write_layer(tmp / "aoi.gpkg", [(_ring(0, 0, H, 100), {"name": "mapped"})])
-    export_chips(stack, lab, tmp / "c", tile_size=32, stride=32, validation_fraction=0.0, min_valid_fraction=0.1)
-    export_chips(stack, lab, tmp / "r", tile_size=32, stride=32, validation_fraction=0.0, min_valid_fraction=0.1,
-                 region_path=region)
+    export_chips(
+        stack,
+        lab,
+        tmp / "c",
+        tile_size=32,
+        sampling=Sampling(stride=32, min_valid_fraction=0.1),
+        splits=SplitOptions(validation_fraction=0.0),
+    )
+    export_chips(
+        stack,
+        lab,
+        tmp / "r",
+        tile_size=32,
+        sampling=Sampling(stride=32, min_valid_fraction=0.1),
+        splits=SplitOptions(validation_fraction=0.0),
+        labels=LabelOptions(region_path=region),
+    )
     rows = _index(tmp / "r")
     assert rows and all(int(r["col"]) < 100 for r in rows) and len(rows) < len(_index(tmp / "c"))
     for r in rows:
@@ -153,9 +208,22 @@ def test_text_classes_in_another_crs_become_a_class_table(scene):
     feats = [([to_wgs.transform(x, y) for x, y in _ring(r, c, 12, 8)], {"type": k}) for (r, c), k in zip(BLOBS, kinds)]
     vec = _write_layer(tmp / "kinds.gpkg", feats, epsg=4326)
     with pytest.raises(InputError, match="no class 'slump'.*1 'debris flow', 2 'rockfall', 3 'scarp'"):
-        export_chips(stack, vec, tmp / "x", class_field="type", landslide_classes="slump", tile_size=32)
-    export_chips(stack, vec, tmp / "c", class_field="type", landslide_classes="debris flow, rockfall",
-                 tile_size=32, stride=32, validation_fraction=0.0, min_valid_fraction=0.0)
+        export_chips(
+            stack,
+            vec,
+            tmp / "x",
+            tile_size=32,
+            labels=LabelOptions(class_field="type", landslide_classes="slump"),
+        )
+    export_chips(
+        stack,
+        vec,
+        tmp / "c",
+        tile_size=32,
+        sampling=Sampling(stride=32, min_valid_fraction=0.0),
+        splits=SplitOptions(validation_fraction=0.0),
+        labels=LabelOptions(class_field="type", landslide_classes="debris flow, rockfall"),
+    )
     manifest = json.loads((tmp / "c" / "chips.json").read_text())
     assert [(c["value"], c["name"], c["landslide"]) for c in manifest["classes"]] == \
         [(1, "debris flow", True), (2, "rockfall", True), (3, "scarp", False)]
@@ -179,8 +247,14 @@ def test_text_classes_in_another_crs_become_a_class_table(scene):
 
 def test_statistics_are_exact_over_training_chips_without_nodata(scene):
     stack, lab, data, _, tmp = scene
-    export_chips(stack, lab, tmp / "c", tile_size=32, stride=16, split_block=64, validation_fraction=0.3,
-                 min_valid_fraction=0.2)
+    export_chips(
+        stack,
+        lab,
+        tmp / "c",
+        tile_size=32,
+        sampling=Sampling(stride=16, min_valid_fraction=0.2),
+        splits=SplitOptions(block=64, validation_fraction=0.3),
+    )
     pixels = []
     for r in _index(tmp / "c"):
         if r["split"] == "train":
@@ -198,13 +272,14 @@ def test_statistics_are_exact_over_training_chips_without_nodata(scene):
 
 def test_preview_png_shows_chips(scene):
     stack, lab, *_, tmp = scene
-    result = export_chips(stack, lab, tmp / "c", tile_size=32, stride=32)
+    result = export_chips(stack, lab, tmp / "c", tile_size=32, sampling=Sampling(stride=32))
     import matplotlib.image
 
     assert result.preview == tmp / "c" / "preview.png"
     image = matplotlib.image.imread(result.preview)
     assert image.shape[0] > 100 and image.shape[1] > 300 and image[..., :3].std() > 0.05
-    assert export_chips(stack, lab, tmp / "n", tile_size=32, stride=32, preview=False).preview is None
+    unpreviewed = export_chips(stack, lab, tmp / "n", tile_size=32, preview=False, sampling=Sampling(stride=32))
+    assert unpreviewed.preview is None
 
 
 def test_bad_inputs_are_refused_by_name_and_leave_nothing(scene, raster_writer):
@@ -220,7 +295,7 @@ def test_bad_inputs_are_refused_by_name_and_leave_nothing(scene, raster_writer):
         export_chips(blank, lab, tmp / "o3", tile_size=32)
     far = _write_layer(tmp / "far.gpkg", [(_ring(5000, 5000, 10, 10), {"name": "x"})])
     with pytest.raises(InputError, match="Labelled-region layer .*far.gpkg' does not overlap"):
-        export_chips(stack, lab, tmp / "o4", tile_size=32, region_path=far)
+        export_chips(stack, lab, tmp / "o4", tile_size=32, labels=LabelOptions(region_path=far))
     shifted = raster_writer(tmp / "shifted.tif", np.ones((H, W), np.uint8), ["label"],
                             transform=from_origin(900000, 6000000, 10, 10))
     with pytest.raises(InputError, match="does not overlap"):
@@ -236,7 +311,7 @@ def test_bad_inputs_are_refused_by_name_and_leave_nothing(scene, raster_writer):
     with pytest.raises(InputError, match="nocrs.shp' has no coordinate reference system"):
         export_chips(stack, str(tmp / "nocrs.shp"), tmp / "o7", tile_size=32)
     with pytest.raises(InputError, match="pixels or in map units, not both"):
-        export_chips(stack, lab, tmp / "o6", tile_size=32, split_block=64, split_block_size=640.0)
+        export_chips(stack, lab, tmp / "o6", tile_size=32, splits=SplitOptions(block=64, block_size=640.0))
     assert not any(p.name.startswith(("o", ".o")) for p in tmp.iterdir())
 
 
@@ -253,7 +328,7 @@ def test_cancel_mid_export_leaves_nothing(scene):
 
     stack, lab, *_, tmp = scene
     with pytest.raises(Canceled):
-        export_chips(stack, lab, tmp / "c", tile_size=32, stride=16, progress=CancelLater())
+        export_chips(stack, lab, tmp / "c", tile_size=32, progress=CancelLater(), sampling=Sampling(stride=16))
     assert not any(p.name.startswith((".c", "c")) for p in tmp.iterdir())
 
 
@@ -270,5 +345,5 @@ def test_a_failed_chip_write_stops_the_export_and_leaves_nothing(scene, monkeypa
     monkeypatch.setattr(chips.NativeLayout, "write_chip", flaky)
     stack, lab, *_, tmp = scene
     with pytest.raises(OSError, match="No space left"):
-        export_chips(stack, lab, tmp / "c", tile_size=32, stride=16)
+        export_chips(stack, lab, tmp / "c", tile_size=32, sampling=Sampling(stride=16))
     assert not any(p.name.startswith((".c", "c")) for p in tmp.iterdir())

@@ -4,7 +4,7 @@ import csv
 import pytest
 import torch
 
-from landslide_mapper.core.chips import export_chips
+from landslide_mapper.core.chips import Sampling, SplitOptions, export_chips
 from landslide_mapper.core.ensemble import EnsembleConfig, member_configs, select_top_k, train_ensemble
 from landslide_mapper.common.errors import InputError
 from landslide_mapper.core.training import TrainConfig
@@ -46,7 +46,14 @@ def test_ensemble_packages_the_top_k_members_writes_a_leaderboard_and_skips_trai
     from support import learnable_scene
 
     stack, labels = learnable_scene(tmp_path)
-    export_chips(stack, labels, tmp_path / "chips", tile_size=32, stride=32, split_block=64, validation_fraction=0.25)
+    export_chips(
+        stack,
+        labels,
+        tmp_path / "chips",
+        tile_size=32,
+        sampling=Sampling(stride=32),
+        splits=SplitOptions(block=64, validation_fraction=0.25),
+    )
     config = EnsembleConfig(architectures=["Unet", "Linknet"], losses=["dice", "bce"], learning_rates=[3e-3],
                             top_k=2, decoder_width=4,
                             base=TrainConfig(encoder="tu-resnet10t", epochs=2, batch_size=4, iterations_per_epoch=2))

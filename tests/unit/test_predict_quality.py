@@ -11,7 +11,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from landslide_mapper.core.chips import export_chips
+from landslide_mapper.core.chips import Sampling, SplitOptions, export_chips
 from landslide_mapper.core.predict import sliding_window_predict
 from landslide_mapper.core.training import TrainConfig, train_model
 from landslide_mapper.models import onnx_runtime
@@ -44,8 +44,14 @@ def test_model_trained_on_one_part_maps_the_unseen_part_and_int8_is_chosen_by_va
     stack = build_change_stack([ev.pre_s1, ev.pre_s2], [ev.post_s1, ev.post_s2], tmp_path / "stack.tif",
                                "pre_VV,post_VV,dVV,pre_VH,post_VH,dVH,dNDVI")
     west = Window(0, 0, WEST, 256)
-    export_chips(_crop(stack, tmp_path / "west.tif", west), _crop(ev.labels_raster, tmp_path / "wl.tif", west),
-                 tmp_path / "chips", tile_size=32, stride=32, split_block=64, validation_fraction=0.25)
+    export_chips(
+        _crop(stack, tmp_path / "west.tif", west),
+        _crop(ev.labels_raster, tmp_path / "wl.tif", west),
+        tmp_path / "chips",
+        tile_size=32,
+        sampling=Sampling(stride=32),
+        splits=SplitOptions(block=64, validation_fraction=0.25),
+    )
     cfg = TrainConfig(encoder="tu-resnet10t", model_kwargs=compact_kwargs("Unet", 3, 8), epochs=6, batch_size=8,
                       learning_rate=3e-3, loss="bce_dice", checkpoints=False)
     train_model(tmp_path / "chips", tmp_path / "m.lmpkg", cfg)

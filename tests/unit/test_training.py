@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from landslide_mapper.core.chips import export_chips
+from landslide_mapper.core.chips import Sampling, SplitOptions, export_chips
 from landslide_mapper.common.errors import Canceled, InputError
 from landslide_mapper.core.training import TrainConfig, train_model
 from landslide_mapper.models.devices import pick_device
@@ -33,7 +33,14 @@ def chips(tmp_path_factory):
     stack = write_raster(tmp / "stack.tif", np.stack([pre_vv, post_vv, dndvi]).astype(np.float32), BANDS,
                          nodata=np.nan)
     lab = write_raster(tmp / "labels.tif", labels, ["label"])
-    export_chips(stack, lab, tmp / "chips", tile_size=32, stride=32, split_block=64, validation_fraction=0.25)
+    export_chips(
+        stack,
+        lab,
+        tmp / "chips",
+        tile_size=32,
+        sampling=Sampling(stride=32),
+        splits=SplitOptions(block=64, validation_fraction=0.25),
+    )
     return tmp / "chips"
 
 
@@ -114,7 +121,14 @@ def test_missing_validation_chips_is_refused(tmp_path):
     stack = write_raster(tmp_path / "s.tif", np.random.default_rng(0).normal(size=(3, 64, 64)).astype(np.float32),
                          BANDS)
     lab = write_raster(tmp_path / "l.tif", labels, ["label"])
-    export_chips(stack, lab, tmp_path / "c", tile_size=32, stride=32, validation_fraction=0.0)
+    export_chips(
+        stack,
+        lab,
+        tmp_path / "c",
+        tile_size=32,
+        sampling=Sampling(stride=32),
+        splits=SplitOptions(validation_fraction=0.0),
+    )
     with pytest.raises(InputError, match="no validation chips"):
         train_model(tmp_path / "c", tmp_path / "m.lmpkg", TrainConfig(model_kwargs=TINY, epochs=1))
 

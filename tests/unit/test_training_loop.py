@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from landslide_mapper.core.chips import export_chips
+from landslide_mapper.core.chips import Sampling, SplitOptions, export_chips
 from landslide_mapper.common.errors import Canceled, InputError
 from landslide_mapper.core.training import (CropSampler, TrainConfig, augment_batch, checkpoint_folder,
                                             load_training_data, train_model)
@@ -155,8 +155,14 @@ def test_short_training_on_a_simulated_s1_s2_event_reaches_f1_0_65(tmp_path):
     ev = simulate_event(tmp_path / "ev", width=256, height=256, seed=11)
     stack = build_change_stack([ev.pre_s1, ev.pre_s2], [ev.post_s1, ev.post_s2], tmp_path / "stack.tif",
                                "pre_VV,post_VV,dVV,pre_VH,post_VH,dVH,dNDVI")
-    export_chips(stack, ev.labels_raster, tmp_path / "chips", tile_size=32, stride=32, split_block=64,
-                 validation_fraction=0.25)
+    export_chips(
+        stack,
+        ev.labels_raster,
+        tmp_path / "chips",
+        tile_size=32,
+        sampling=Sampling(stride=32),
+        splits=SplitOptions(block=64, validation_fraction=0.25),
+    )
     cfg = TrainConfig(encoder=ENCODER, model_kwargs=compact_kwargs("Unet", 3, 8), epochs=6, batch_size=8,
                       learning_rate=3e-3, loss="bce_dice", checkpoints=False)
     result = train_model(tmp_path / "chips", tmp_path / "m.lmpkg", cfg)
