@@ -26,7 +26,9 @@ from ..common.errors import InputError
 
 MANIFEST = "model.json"
 SCHEMA_VERSION = 1
-TASK = "binary_segmentation"
+TASK = "binary_segmentation"  # one output channel: landslide probability (the default)
+MULTICLASS_TASK = "multiclass_segmentation"  # one output channel per class of the class table (softmax)
+TASKS = (TASK, MULTICLASS_TASK)
 PIXEL_BASELINE = "pixel_baseline"  # member "kind" of a per-pixel tree classifier (models/forest.py)
 
 # ---------------------------------------------------------------------------------------------- zip limits
@@ -382,7 +384,9 @@ def validate_manifest(m, name: str) -> dict:
     s.expect(_is_int(version) and version >= 1, "schema_version", "a whole number ≥ 1", version)
     if version > SCHEMA_VERSION:
         raise InputError(f"'{name}' was written by a newer Landslide Mapper (schema {version}); update the plugin.")
-    s.expect(m["task"] == TASK, "task", f"'{TASK}' (the only task this plugin runs)", m["task"])
+    s.expect(isinstance(m["task"], str) and m["task"] in TASKS, "task", " or ".join(f"'{t}'" for t in TASKS),
+             m["task"])
+    multiclass = m["task"] == MULTICLASS_TASK
 
     bands = m["input_bands"]
     s.expect(isinstance(bands, list) and 1 <= len(bands) <= MAX_BANDS, "input_bands",
@@ -395,7 +399,8 @@ def validate_manifest(m, name: str) -> dict:
             s.fail(f"input_bands[{i}]", f"repeats band '{band}' (already input_bands[{seen[band.lower()]}])")
         seen[band.lower()] = i
     s.integer(m, "in_channels", "in_channels", 1, MAX_BANDS)  # a record only: networks get len(input_bands)
-    s.integer(m, "out_channels", "out_channels", 1, 1)
+    n_channels = len(m["classes"]) if multiclass and isinstance(m["classes"], list) else 1
+    s.integer(m, "out_channels", "out_channels", n_channels, n_channels)
 
     norm = s.obj(m, "normalization", optional=False)
     lacking = [b for b in bands if not isinstance(norm.get(b), dict) or "mean" not in norm[b] or "std" not in norm[b]]
@@ -413,8 +418,8 @@ def validate_manifest(m, name: str) -> dict:
     s.integer(m, "overlap", "overlap", 0, tile // 2)
     s.number(m, "threshold", "threshold", 0.0, 1.0, optional=False)
 
-    _classes(s, m["classes"])
-    _members(s, m["members"], len(bands))
+    _classes(s, m["classes"], multiclass)
+    _members(s, m["members"], len(bands), n_channels)
 
     pixel = m.get("pixel_size")
     if pixel is not None:
@@ -429,6 +434,16 @@ def validate_manifest(m, name: str) -> dict:
     for k, v in metrics.items():
         s.expect(v is None or isinstance(v, (int, float)) and not isinstance(v, bool), f"validation_metrics.{k}",
                  "a number or null", v)
+    per_class = m.get("validation_classes")
+    if per_class is not None:
+        s.expect(isinstance(per_class, list) and len(per_class) <= MAX_CLASSES
+                 and all(isinstance(r, dict) for r in per_class), "validation_classes",
+                 "a list of per-class score objects", per_class)
+        for i, row in enumerate(per_class):
+            for k, v in row.items():
+                if k not in ("name", "color"):
+                    s.expect(v is None or isinstance(v, (int, float)) and not isinstance(v, bool),
+                             f"validation_classes[{i}].{k}", "a number or null", v)
     training = s.obj(m, "training")
     s.integer(training, "best_epoch", "training.best_epoch")
     s.number(training, "seconds", "training.seconds", 0.0, optional=False)
@@ -439,9 +454,22 @@ def validate_manifest(m, name: str) -> dict:
     return m
 
 
-def _classes(s: _Schema, classes) -> None:
+def _classes(s: _Schema, classes, multiclass: bool = False) -> None:
+    """The class table. Multi-class: channel k of the network is classes[k]; 2 or more classes, each with a value
+    0…254 (255 is nodata in class maps) and a name, colours #rrggbb (the class map's palette)."""
     s.expect(isinstance(classes, list) and len(classes) <= MAX_CLASSES, "classes",
              f"a list of at most {MAX_CLASSES} classes", classes)
+    if multiclass:
+        s.expect(2 <= len(classes) <= MAX_CLASSES - 1, "classes",
+                 "a list of 2 or more classes (a multi-class package maps each network channel to one)", classes)
+        for i, c in enumerate(classes):
+            s.expect(isinstance(c, dict) and _is_int(c.get("value")) and 0 <= c["value"] <= 254
+                     and _is_text(c.get("name")), f"classes[{i}]",
+                     "an object with a value from 0 to 254 and a name (255 marks nodata in class maps)", c)
+            color = c.get("color", c.get("colour"))
+            s.expect(color is None or isinstance(color, str) and re.fullmatch(r"#[0-9A-Fa-f]{6}([0-9A-Fa-f]{2})?",
+                                                                              color) is not None,
+                     f"classes[{i}].color", "a colour as #rrggbb", color)
     values = {}
     for i, c in enumerate(classes):
         s.expect(isinstance(c, dict) and "value" in c, f"classes[{i}]",
@@ -463,7 +491,7 @@ def _classes(s: _Schema, classes) -> None:
                      "a list of class names", sources)
 
 
-def _members(s: _Schema, members, n_bands: int) -> None:
+def _members(s: _Schema, members, n_bands: int, n_channels: int = 1) -> None:
     s.expect(isinstance(members, list) and 1 <= len(members) <= MAX_MEMBERS, "members",
              f"a list of 1 to {MAX_MEMBERS} networks", members)
     total_weight = 0.0
@@ -492,7 +520,7 @@ def _members(s: _Schema, members, n_bands: int) -> None:
                  "a plain file name ending in .safetensors (no folders, no '..')", weights)
         s.number(member, "weight", f"{f}.weight", 0.0, 1e6)
         total_weight += 1.0 if member.get("weight") is None else member["weight"]
-        s.integer(member, "out_channels", f"{f}.out_channels", 1, 1)
+        s.integer(member, "out_channels", f"{f}.out_channels", n_channels, n_channels)
         kwargs = member.get("model_kwargs")
         if kwargs is not None:
             s.expect(isinstance(kwargs, dict), f"{f}.model_kwargs", "an object", kwargs)

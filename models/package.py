@@ -19,8 +19,8 @@ from ..common.errors import InputError
 from ..common.versions import plugin_version, python_version
 from ..common.outputs import atomic_output
 from .forest import PixelForest
-from .manifest import (MANIFEST, MAX_ENTRY_BYTES, MAX_MANIFEST_BYTES, PIXEL_BASELINE, SCHEMA_VERSION,
-                       load_manifest, open_archive, read_entry, validate_manifest)
+from .manifest import (MANIFEST, MAX_ENTRY_BYTES, MAX_MANIFEST_BYTES, MULTICLASS_TASK, PIXEL_BASELINE,
+                       SCHEMA_VERSION, TASK, load_manifest, open_archive, read_entry, validate_manifest)
 from .registry import create_model
 
 # Prediction defaults stored in new packages: large tiles compute few pixels twice (tiles shrink to fit the raster),
@@ -42,6 +42,19 @@ class ModelPackage:
     @property
     def threshold(self) -> float:
         return float(self.manifest["threshold"])
+
+    @property
+    def task(self) -> str:
+        return str(self.manifest["task"])
+
+    @property
+    def is_multiclass(self) -> bool:
+        return self.task == MULTICLASS_TASK
+
+    @property
+    def classes(self) -> list[dict]:
+        """The class table: value, name, color (multi-class: channel k of the networks is classes[k])."""
+        return [dict(c) for c in self.manifest["classes"]]
 
     @property
     def tile_size(self) -> int:
@@ -87,18 +100,22 @@ def make_manifest(*, members: Sequence[dict], input_bands: Sequence[str], band_s
                   threshold: float, classes: Sequence[dict], tile_size: int | None = None, pixel_size=None,
                   crs_wkt=None, overlap: int | None = None, validation_metrics: dict | None = None,
                   training: dict | None = None,
-                  provenance: dict | None = None) -> dict:
-    """model.json contents; `members` entries: architecture, encoder, model_kwargs, weights (file), weight."""
+                  provenance: dict | None = None, task: str = TASK,
+                  validation_classes: Sequence[dict] | None = None) -> dict:
+    """model.json contents; `members` entries: architecture, encoder, model_kwargs, weights (file), weight.
+
+    `task` multiclass_segmentation: one network channel per entry of `classes`, in order (members' out_channels
+    must say so); `validation_classes` holds the per-class validation scores."""
     stats = {s["name"]: {k: v for k, v in s.items() if k != "name"} for s in band_stats}
     tile = int(tile_size or PREDICTION_TILE)
     first = members[0]
     return {
         "schema_version": SCHEMA_VERSION,
-        "task": "binary_segmentation",
+        "task": task,
         "architecture": first["architecture"] if len(members) == 1 else "ensemble",
         "encoder": first.get("encoder"),
         "in_channels": len(input_bands),
-        "out_channels": 1,
+        "out_channels": len(classes) if task == MULTICLASS_TASK else 1,
         "input_bands": list(input_bands),
         "normalization": {b: stats[b] for b in input_bands},
         "pixel_size": list(pixel_size) if pixel_size is not None else None,
@@ -108,6 +125,7 @@ def make_manifest(*, members: Sequence[dict], input_bands: Sequence[str], band_s
         "classes": list(classes),
         "threshold": float(threshold),
         "validation_metrics": validation_metrics or {},
+        **({"validation_classes": [dict(r) for r in validation_classes]} if validation_classes else {}),
         "members": [dict(m) for m in members],
         "training": training or {},
         "provenance": {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

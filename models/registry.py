@@ -233,3 +233,90 @@ def get_loss(name: str, positive_weight: float | None = None) -> Callable:
 
     loss.__name__ = name
     return loss
+
+
+# ------------------------------------------------------------------------------------------ multi-class losses
+# Every multi-class loss takes logits (N,C,H,W) and a target (N,H,W) of channel indexes 0…C−1 (int64), with
+# `ignore_index` where the pixel is nodata or unlabelled (it contributes nothing); `weights` (C,) weigh classes.
+IGNORE_INDEX = 255
+
+
+def multiclass_ce_loss(logits, target, weights=None, ignore_index: int = IGNORE_INDEX):
+    """Cross-entropy with softmax, class weights and ignored pixels (mean over the weights of valid pixels)."""
+    if not (target != ignore_index).any():
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits, target, weight=weights, ignore_index=ignore_index)
+
+
+def _one_hot_valid(logits, target, ignore_index):
+    valid = (target != ignore_index)
+    safe = torch.where(valid, target, torch.zeros_like(target))
+    onehot = F.one_hot(safe, logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype)
+    v = valid.unsqueeze(1).to(logits.dtype)
+    return torch.softmax(logits, dim=1) * v, onehot * v
+
+
+def multiclass_dice_loss(logits, target, weights=None, ignore_index: int = IGNORE_INDEX, smooth: float = 1.0):
+    """1 − soft Dice averaged over the classes present in the batch's truth (weighted by `weights`)."""
+    p, t = _one_hot_valid(logits, target, ignore_index)
+    dims = (0, 2, 3)
+    inter, total, present = (p * t).sum(dims), (p + t).sum(dims), t.sum(dims) > 0
+    dice = (2 * inter + smooth) / (total + smooth)
+    w = (weights if weights is not None else torch.ones_like(dice)) * present
+    if w.sum() <= 0:
+        return logits.sum() * 0.0
+    return 1 - (dice * w).sum() / w.sum()
+
+
+def multiclass_focal_loss(logits, target, weights=None, ignore_index: int = IGNORE_INDEX, gamma: float = 2.0):
+    """Focal loss (Lin et al. 2017) over the softmax: (1 − p_t)^γ · weighted cross-entropy, mean over valid pixels."""
+    valid = target != ignore_index
+    if not valid.any():
+        return logits.sum() * 0.0
+    ce = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="none")
+    p_t = torch.exp(-ce)
+    w = weights[torch.where(valid, target, torch.zeros_like(target))] if weights is not None else torch.ones_like(ce)
+    return ((1 - p_t) ** gamma * ce * w)[valid].sum() / w[valid].sum().clamp_min(1e-6)
+
+
+# Multi-class loss per LOSS name: the binary names map to their softmax counterparts (bce → ce), so LOSS keeps one
+# list of choices; the others have no multi-class form here.
+_MULTICLASS_LOSSES: dict[str, Callable] = {
+    "ce": multiclass_ce_loss,
+    "bce": multiclass_ce_loss,
+    "dice": multiclass_dice_loss,
+    "ce_dice": lambda lo, t, w, i: multiclass_ce_loss(lo, t, w, i) + multiclass_dice_loss(lo, t, w, i),
+    "bce_dice": lambda lo, t, w, i: multiclass_ce_loss(lo, t, w, i) + multiclass_dice_loss(lo, t, w, i),
+    "focal": multiclass_focal_loss,
+}
+MULTICLASS_LOSSES = list(_MULTICLASS_LOSSES)
+
+
+def get_multiclass_loss(name: str, class_weights=None, ignore_index: int = IGNORE_INDEX) -> Callable:
+    """Multi-class loss by name: f(logits (N,C,H,W), target (N,H,W) int64) → scalar; deep supervision as `get_loss`.
+
+    `class_weights`: one weight per channel (e.g. inverse class frequency), or None for equal weights."""
+    if name not in _MULTICLASS_LOSSES:
+        raise InputError(f"Loss '{name}' has no multi-class form (LOSS); for TASK multiclass choose one of "
+                         f"{', '.join(MULTICLASS_LOSSES)} (bce and bce_dice mean cross-entropy and cross-entropy + "
+                         f"Dice there).")
+    fn = _MULTICLASS_LOSSES[name]
+    weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
+    if weights is not None and (weights.ndim != 1 or not torch.isfinite(weights).all() or (weights < 0).any()
+                                or weights.sum() <= 0):
+        raise InputError(f"Class weights (CLASS_WEIGHTS) must be finite numbers ≥ 0, one per class, not all 0; got "
+                         f"{class_weights}.")
+
+    def loss(output, target):
+        w = weights.to(target.device) if weights is not None else None
+        if isinstance(output, (tuple, list)):
+            main, aux = output[0], output[1:]
+            total = fn(main.float(), target, w, ignore_index)
+            if aux:
+                total = total + DEEP_SUPERVISION_WEIGHT * sum(fn(a.float(), target, w, ignore_index)
+                                                              for a in aux) / len(aux)
+            return total
+        return fn(output.float(), target, w, ignore_index)
+
+    loss.__name__ = name
+    return loss

@@ -256,7 +256,7 @@ def test_members_are_checked(tmp_path, good, change, field):
 
 @pytest.mark.parametrize("change, field", [
     (_set("schema_version", "1"), "schema_version' must be a whole number"),
-    (_set("task", "multiclass_segmentation"), "task' must be 'binary_segmentation'"),
+    (_set("task", "instance_segmentation"), "task' must be 'binary_segmentation' or 'multiclass_segmentation'"),
     (_set("pixel_size", [0, 10]), "pixel_size' must be null or two numbers > 0"),
     (_set("pixel_size", "10"), "pixel_size'"),
     (_set("validation_metrics", {"f1": "high"}), r"validation_metrics\.f1' must be a number or null"),
