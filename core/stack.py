@@ -269,19 +269,9 @@ def build_change_stack(
                          f"over '{reference_path}'")
         window = raster.window_from_extent(grid, extent)
 
-        def open_all(paths):
-            out = []
-            for p in paths:
-                ds = stack.enter_context(raster.open_raster(p))
-                names = source_band_names(ds, p)
-                view = stack.enter_context(raster.aligned(ds, grid))
-                nearest = (stack.enter_context(raster.aligned(ds, grid, Resampling.nearest))
-                           if NEAREST_BANDS & set(names) and view is not ds else None)
-                out.append(_Source(str(p), view, names, nearest))
-            return out
-
-        readers = {"pre": _BandReader(open_all(pre), "pre-event"), "post": _BandReader(open_all(post), "post-event"),
-                   "terrain": _BandReader(open_all(terrain), "terrain")}
+        readers = {"pre": _BandReader(_open_all(stack, pre, grid), "pre-event"),
+                   "post": _BandReader(_open_all(stack, post, grid), "post-event"),
+                   "terrain": _BandReader(_open_all(stack, terrain, grid), "terrain")}
         # Fail before writing anything if a band cannot be found.
         for n in names:
             kind, base = _parse(n)
@@ -300,17 +290,7 @@ def build_change_stack(
                 check_canceled(progress)
                 src_win = win.__class__(win.col_off + window.col_off, win.row_off + window.row_off,
                                         win.width, win.height)
-                cache: dict[tuple[str, str], np.ndarray] = {}
-
-                def get(kind, base):
-                    if (kind, base) not in cache:
-                        cache[(kind, base)] = readers[kind].read(base, src_win)
-                    return cache[(kind, base)]
-
-                out = np.empty((len(names), int(win.height), int(win.width)), dtype=np.float32)
-                for i, n in enumerate(names):
-                    kind, base = _parse(n)
-                    out[i] = get("post", base) - get("pre", base) if kind == "diff" else get(kind, base)
+                out = _stack_window(names, readers, src_win)
                 finite = np.isfinite(out)
                 band_valid += np.count_nonzero(finite, axis=(1, 2))
                 n_complete += int(np.count_nonzero(np.all(finite, axis=0)))
@@ -325,6 +305,35 @@ def build_change_stack(
                          f"as nodata.")
     progress.log(f"Change stack written: {out_path} ({width}×{height} px, bands {', '.join(names)})")
     return Path(out_path)
+
+
+def _open_all(stack: ExitStack, paths, grid) -> list:
+    """Each raster opened and aligned on the output grid (a nearest-neighbour view too for class bands)."""
+    out = []
+    for p in paths:
+        ds = stack.enter_context(raster.open_raster(p))
+        names = source_band_names(ds, p)
+        view = stack.enter_context(raster.aligned(ds, grid))
+        nearest = (stack.enter_context(raster.aligned(ds, grid, Resampling.nearest))
+                   if NEAREST_BANDS & set(names) and view is not ds else None)
+        out.append(_Source(str(p), view, names, nearest))
+    return out
+
+
+def _stack_window(names, readers, src_win) -> np.ndarray:
+    """The stack's bands over one window; each source band is read once even when two bands use it."""
+    cache: dict[tuple[str, str], np.ndarray] = {}
+
+    def get(kind, base):
+        if (kind, base) not in cache:
+            cache[(kind, base)] = readers[kind].read(base, src_win)
+        return cache[(kind, base)]
+
+    out = np.empty((len(names), int(src_win.height), int(src_win.width)), dtype=np.float32)
+    for i, n in enumerate(names):
+        kind, base = _parse(n)
+        out[i] = get("post", base) - get("pre", base) if kind == "diff" else get(kind, base)
+    return out
 
 
 PARAMETERS = {"pre": "PRE", "post": "POST", "terrain": "TERRAIN"}

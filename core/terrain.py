@@ -360,18 +360,9 @@ def terrain_derivatives(
                 if absurd.any():
                     z[absurd], fills = np.nan, True
                 z *= z_factor
-                rows = np.arange(row0, row0 + h)
-                dx, dy = dx_all[rows], dy_all[rows]
                 core = z[halo:halo + h, halo:halo + w]
-                dzdx, dzdy = horn_gradient(z[halo - 1:halo + h + 1, halo - 1:halo + w + 1], dx, dy)
-                slope, aspect, shade = slope_aspect_hillshade(dzdx, dzdy, sun_azimuth, sun_altitude)
-                kernel = tpi_kernel(tpi_radius, float(dx.mean()), float(dy.mean()))
-                ki, kj = kernel.shape[0] // 2, kernel.shape[1] // 2
-                sub = z[halo - ki:halo + h + ki, halo - kj:halo + w + kj]
-                tpi = core - _masked_mean(sub, kernel)[ki:ki + h, kj:kj + w]
-                rough = roughness(z[halo - 1:halo + h + 1, halo - 1:halo + w + 1])[1:-1, 1:-1]
-                geology = thesis.bands(z, halo, h, w, row0, dx_all, dy_all)
-                out = np.stack([core, slope, aspect, shade, tpi, rough, *geology]).astype(np.float32)
+                out = _terrain_window(z, halo, h, w, row0, dx_all, dy_all, tpi_radius, sun_azimuth, sun_altitude,
+                                      thesis)
                 valid = np.isfinite(core)
                 out[:, ~valid] = np.nan
                 n_valid += int(np.count_nonzero(valid))
@@ -388,6 +379,23 @@ def terrain_derivatives(
                      f"does not declare, such as -3.4e38?); those pixels were taken as nodata.")
     progress.log(f"Terrain written: {out_path} ({grid.width}×{grid.height} px, TPI radius {tpi_radius:g} m)")
     return Path(out_path)
+
+
+def _terrain_window(z, halo: int, h: int, w: int, row0: int, dx_all, dy_all, tpi_radius: float, sun_azimuth: float,
+                    sun_altitude: float, thesis) -> np.ndarray:
+    """Every terrain band of one window from its haloed elevations `z` (metres)."""
+    rows = np.arange(row0, row0 + h)
+    dx, dy = dx_all[rows], dy_all[rows]
+    core = z[halo:halo + h, halo:halo + w]
+    dzdx, dzdy = horn_gradient(z[halo - 1:halo + h + 1, halo - 1:halo + w + 1], dx, dy)
+    slope, aspect, shade = slope_aspect_hillshade(dzdx, dzdy, sun_azimuth, sun_altitude)
+    kernel = tpi_kernel(tpi_radius, float(dx.mean()), float(dy.mean()))
+    ki, kj = kernel.shape[0] // 2, kernel.shape[1] // 2
+    sub = z[halo - ki:halo + h + ki, halo - kj:halo + w + kj]
+    tpi = core - _masked_mean(sub, kernel)[ki:ki + h, kj:kj + w]
+    rough = roughness(z[halo - 1:halo + h + 1, halo - 1:halo + w + 1])[1:-1, 1:-1]
+    geology = thesis.bands(z, halo, h, w, row0, dx_all, dy_all)
+    return np.stack([core, slope, aspect, shade, tpi, rough, *geology]).astype(np.float32)
 
 
 def _read_haloed(src, band: int, row0: int, col0: int, h: int, w: int, halo: int) -> np.ndarray:

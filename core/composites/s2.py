@@ -83,9 +83,7 @@ def s2_composite(
         n_dates, n_windows = len(acqs), raster.count_windows(grid.width, grid.height, block)
         clear_total = np.zeros(n_dates, np.int64)
         covered = 0
-        tags = {"LANDSLIDE_MAPPER": "s2_composite", "METHOD": method if method != "percentile" else f"p{q:g}",
-                "SCL_MASK": ",".join(map(str, masks)), "ACQUISITIONS": ";".join(a.label for a in acqs),
-                "DATES": ",".join(a.date or "?" for a in acqs)}
+        tags = _tags(method, q, masks, acqs)
         with raster.create_raster(out_path, width=grid.width, height=grid.height, crs=grid.crs,
                                   transform=grid.transform, dtype="float32", descriptions=descriptions,
                                   nodata=np.nan, tags=tags) as dst:
@@ -99,10 +97,7 @@ def s2_composite(
                 dst.write(np.concatenate([out, count[None].astype(np.float32)]), window=win)
                 progress.set_progress(100.0 * (k + 1) / n_windows)
             if covered == 0:
-                raise InputError(
-                    f"No clear observation anywhere: every pixel of the {n_dates} acquisition(s) "
-                    f"({', '.join(a.label for a in acqs)}) is nodata or masked as cloud, shadow or snow "
-                    f"(SCL classes {', '.join(map(str, masks))}). Add clearer dates or change the masked classes.")
+                _refuse_no_clear_observation(acqs, masks)
     n_px = grid.width * grid.height
     fractions = {a.label: float(c) / n_px for a, c in zip(acqs, clear_total)}
     for label, f in fractions.items():
@@ -110,6 +105,19 @@ def s2_composite(
     progress.log(f"S2 composite ({method}) written: {out_path} ({grid.width}×{grid.height} px, "
                  f"{100.0 * covered / n_px:.1f} % with a clear observation)")
     return CompositeResult(Path(out_path), descriptions, fractions, covered / n_px)
+
+
+def _refuse_no_clear_observation(acqs, masks) -> None:
+    raise InputError(f"No clear observation anywhere: every pixel of the {len(acqs)} acquisition(s) "
+                     f"({', '.join(a.label for a in acqs)}) is nodata or masked as cloud, shadow or snow "
+                     f"(SCL classes {', '.join(map(str, masks))}). Add clearer dates or change the masked classes.")
+
+
+def _tags(method: str, q: float, masks, acqs) -> dict:
+    """What the composite's GeoTIFF says about how it was made."""
+    return {"LANDSLIDE_MAPPER": "s2_composite", "METHOD": method if method != "percentile" else f"p{q:g}",
+            "SCL_MASK": ",".join(map(str, masks)), "ACQUISITIONS": ";".join(a.label for a in acqs),
+            "DATES": ",".join(a.date or "?" for a in acqs)}
 
 
 def _acquisitions(acquisitions, cloud_probability, input_bands) -> list[S2Acquisition]:
