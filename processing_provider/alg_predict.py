@@ -60,7 +60,11 @@ class PredictAlgorithm(LandslideAlgorithm):
         "B03/B08), clouds in a scene classification (SCL) layer, or inside exclusion zones.\n"
         "<b>Polygons</b>: one feature per landslide with area (m²), mean and max probability and max slope; pieces "
         "closer than the merge distance become one landslide (buffer-dissolve), and objects smaller than the "
-        "minimum area are dropped (the thesis used 5 m and 5,000 m²)."
+        "minimum area are dropped (the thesis used 5 m and 5,000 m²).\n"
+        "<b>Large areas</b> (advanced): with a Dask scheduler address (DASK_SCHEDULER) the raster is predicted in "
+        "strips on that cluster's workers, which read the inputs and write their strips beside the outputs (paths "
+        "every worker sees); with WORKERS > 1 and no address, on that many local worker processes. The maps are "
+        "identical to a run in this process. An interrupted run resumes from the strips already finished."
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
@@ -98,6 +102,10 @@ class PredictAlgorithm(LandslideAlgorithm):
             QgsProcessingParameterNumber("OVERLAP", "Minimum tile overlap (pixels; empty = the model's)",
                                          optional=True, minValue=0),
             QgsProcessingParameterNumber("BATCH_SIZE", "Tiles per batch", defaultValue=4, minValue=1),
+            QgsProcessingParameterString("DASK_SCHEDULER", "Dask scheduler address (e.g. tcp://host:8786; empty = "
+                                         "this computer)", optional=True),
+            QgsProcessingParameterNumber("WORKERS", "Local worker processes (without a scheduler; 1 = in this "
+                                         "process)", defaultValue=1, minValue=1),
         ]
         self.add_advanced(advanced)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_PROBABILITY", "Landslide probability"))
@@ -142,6 +150,8 @@ class PredictAlgorithm(LandslideAlgorithm):
             tile_size=optional_number(parameters, "TILE_SIZE", int),
             overlap=optional_number(parameters, "OVERLAP", int),
             batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
+            dask_scheduler=self.parameterAsString(parameters, "DASK_SCHEDULER", context).strip(),
+            workers=self.parameterAsInt(parameters, "WORKERS", context),
             device=DEVICES[self.enum_index(parameters, "DEVICE", context)],
             tta=self.parameterAsBool(parameters, "TTA", context),
             engine=ENGINES[self.enum_index(parameters, "ENGINE", context)],
