@@ -497,6 +497,30 @@ def _check_shape(model, channels: int, crop: int, config: TrainConfig) -> None:
     model.train()
 
 
+@dataclass
+class _Training:
+    """Everything one training run changes, so it can be checkpointed and resumed exactly."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    scaler: object
+    sampler: "CropSampler"
+    generator: torch.Generator
+    ema: object
+    iters: int
+    crop: int
+    best: dict = field(default_factory=lambda: {"f1": -1.0, "epoch": 0, "state": None, "val": None})
+    history: list = field(default_factory=list)
+    start_epoch: int = 1
+    stopped: bool = False
+
+    @property
+    def scored(self) -> torch.nn.Module:
+        """The network validated and kept: the averaged weights when averaging is on."""
+        return self.ema.module if self.ema is not None else self.model
+
+
 def train_model(
     chips: str | os.PathLike | ChipSet | TrainingData,
     package_path: str | os.PathLike,
@@ -510,19 +534,52 @@ def train_model(
     A checkpoint is written after every epoch to `<package>.checkpoint/`; running again with the same settings
     and chips continues from it (same result as an uninterrupted run), and it is deleted once the package exists.
     """
-    from ..models.package import make_manifest, write_package
-    from ..models.registry import create_model, get_loss
+    from ..models.registry import get_loss
 
     config = config or TrainConfig()
     progress = or_null(progress)
     data = (chips if isinstance(chips, TrainingData)
             else load_training_data(chips, validation_chips, landslide_classes))
-    crop = _check_config(config, data)
     loss_fn = get_loss(config.loss, config.positive_weight)
-    x_train, y_train, v_train = data.train
-    x_val, y_val, v_val = data.val
-
     device = pick_device(config.device)
+    run = _start(config, data, device)
+    folder, chash = checkpoint_folder(package_path), config_hash(config, data)
+    resumed = load_checkpoint(folder, chash, progress) if config.checkpoints else None
+    if resumed is not None:
+        _resume(run, *resumed, progress)
+    progress.log(f"Training {config.architecture}/{config.encoder} on {data.train[0].shape[0]} chips "
+                 f"({len(data.val[0])} validation), {run.iters} batches of {config.batch_size} × {run.crop} px per "
+                 f"epoch, {config.loss} loss, on {device}.")
+    try:
+        for epoch in range(run.start_epoch, config.epochs + 1):
+            if run.stopped:
+                break
+            started = time.perf_counter()
+            epoch_loss = _train_epoch(run, data, config, loss_fn, device, epoch, progress)
+            _close_epoch(run, data, config, loss_fn, device, epoch, epoch_loss, started, progress)
+            if config.checkpoints:
+                save_checkpoint(folder, model=run.model, optimizer=run.optimizer, scheduler=run.scheduler,
+                                scaler=run.scaler, sampler=run.sampler, generator=run.generator,
+                                best_state=run.best["state"], ema=run.ema,
+                                progress_state={"config_hash": chash, "epoch": epoch, "stopped": run.stopped,
+                                                "history": run.history,
+                                                "best": {k: v for k, v in run.best.items() if k != "state"}})
+    except Canceled:
+        if config.checkpoints and run.history:
+            raise Canceled(f"The training state after epoch {run.history[-1]['epoch']} is kept in '{folder}': run "
+                           f"train again with the same settings and output to resume from it, or delete that "
+                           f"folder.") from None
+        raise
+    result = _write_trained(package_path, run, data, config, chash, progress)
+    remove_checkpoint(folder)
+    return result
+
+
+def _start(config: TrainConfig, data: TrainingData, device) -> _Training:
+    """The network, optimiser, schedule and sampler of a fresh run (seeded: the same settings give the same run)."""
+    from ..models.registry import create_model
+
+    crop = _check_config(config, data)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     model = create_model(config.architecture, config.encoder, len(data.bands),
@@ -531,83 +588,77 @@ def train_model(
     optimizer_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
     optimizer = optimizer_class(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scaler = grad_scaler(device)
-    sampler = CropSampler(y_train, crop, config.batch_size, config.positive_fraction, generator)
-    n_train = x_train.shape[0]
-    iters = config.iterations_per_epoch or max(1, n_train // config.batch_size)
+    sampler = CropSampler(data.train[1], crop, config.batch_size, config.positive_fraction, generator)
+    iters = config.iterations_per_epoch or max(1, data.train[0].shape[0] // config.batch_size)
     scheduler = make_scheduler(optimizer, config, iters)
-    ema = make_ema(model, config.ema)
+    return _Training(model, optimizer, scheduler, scaler, sampler, generator, make_ema(model, config.ema), iters,
+                     crop)
 
-    folder = checkpoint_folder(package_path)
-    chash = config_hash(config, data)
-    best = {"f1": -1.0, "epoch": 0, "state": None, "val": None}
-    history: list[dict] = []
-    start_epoch, stopped = 1, False
-    resumed = load_checkpoint(folder, chash, progress) if config.checkpoints else None
-    if resumed is not None:
-        tensors, meta = resumed
-        best_state = _restore(tensors, meta, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                              sampler=sampler, generator=generator, ema=ema)
-        best = {**meta["best"], "state": best_state}
-        history = meta["history"]
-        start_epoch, stopped = meta["epoch"] + 1, meta["stopped"]
-        progress.log(f"Resuming from the checkpoint after epoch {meta['epoch']} (best validation F1 "
-                     f"{best['f1']:.3f} at epoch {best['epoch']}).")
-    progress.log(f"Training {config.architecture}/{config.encoder} on {n_train} chips ({len(x_val)} validation), "
-                 f"{iters} batches of {config.batch_size} × {crop} px per epoch, {config.loss} loss, on {device}.")
-    total_steps = config.epochs * iters
+
+def _resume(run: _Training, tensors: dict, meta: dict, progress: Progress) -> None:
+    best_state = _restore(tensors, meta, model=run.model, optimizer=run.optimizer, scheduler=run.scheduler,
+                          scaler=run.scaler, sampler=run.sampler, generator=run.generator, ema=run.ema)
+    run.best = {**meta["best"], "state": best_state}
+    run.history = meta["history"]
+    run.start_epoch, run.stopped = meta["epoch"] + 1, meta["stopped"]
+    progress.log(f"Resuming from the checkpoint after epoch {meta['epoch']} (best validation F1 "
+                 f"{run.best['f1']:.3f} at epoch {run.best['epoch']}).")
+
+
+def _train_epoch(run: _Training, data: TrainingData, config: TrainConfig, loss_fn, device, epoch: int,
+                 progress: Progress) -> float:
+    """One epoch of batches; returns the mean training loss."""
+    x_train, y_train, v_train = data.train
+    iters = run.iters
     log_every = max(1, iters // 4) if iters >= 8 else iters + 1
-    try:
-        for epoch in range(start_epoch, config.epochs + 1):
-            if stopped:
-                break
-            model.train()
-            started = time.perf_counter()
-            epoch_loss = torch.zeros((), device=device)
-            for i in range(1, iters + 1):
-                check_canceled(progress)
-                idx, rows, cols = sampler.next_batch()
-                xb, yb, vb = gather_batch(x_train, y_train, v_train, idx, rows, cols, crop)
-                if config.augment:
-                    xb, yb, vb = augment_batch(xb, yb, vb, generator, config.brightness, config.noise)
-                xb, yb, vb = (t.to(device, non_blocking=True) for t in (xb, yb, vb))
-                epoch_loss += train_step(model, optimizer, loss_fn, xb, yb, vb, scaler)
-                if ema is not None:
-                    ema.update_parameters(model)
-                if config.schedule != "plateau":
-                    scheduler.step()
-                progress.set_progress(100.0 * ((epoch - 1) * iters + i) / total_steps)
-                if i % log_every == 0 and i < iters:
-                    progress.log(f"  epoch {epoch}: {i}/{iters} batches, loss {float(epoch_loss) / i:.4f}")
-            scored = ema.module if ema is not None else model  # the averaged weights are the ones kept
-            val = validate(scored, x_val, y_val, v_val, loss_fn, device, config.batch_size * 2)
-            if config.schedule == "plateau":
-                scheduler.step(val["f1"])
-            row = {"epoch": epoch, "train_loss": float(epoch_loss) / iters, "val_loss": val["loss"],
-                   "val_f1": val["f1"], "val_f1_at_0.5": val["f1_at_0.5"], "threshold": val["threshold"],
-                   "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
-            history.append(row)
-            improved = val["f1"] > best["f1"]
-            if improved:
-                best = {"f1": val["f1"], "epoch": epoch, "state": copy.deepcopy(scored.state_dict()), "val": val}
-            progress.log(f"Epoch {epoch}/{config.epochs}: loss {row['train_loss']:.4f}, val loss {val['loss']:.4f}, "
-                         f"val F1 {val['f1']:.3f} at threshold {val['threshold']:.2f}"
-                         f"{' (best)' if improved else ''}, {row['seconds']:.1f} s")
-            if epoch - best["epoch"] >= config.patience:
-                progress.log(f"Early stop: no better validation F1 for {config.patience} epochs.")
-                stopped = True
-            if config.checkpoints:
-                save_checkpoint(folder, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                                sampler=sampler, generator=generator, best_state=best["state"], ema=ema,
-                                progress_state={"config_hash": chash, "epoch": epoch, "stopped": stopped,
-                                                "history": history,
-                                                "best": {k: v for k, v in best.items() if k != "state"}})
-    except Canceled:
-        if config.checkpoints and history:
-            raise Canceled(f"The training state after epoch {history[-1]['epoch']} is kept in '{folder}': run "
-                           f"train again with the same settings and output to resume from it, or delete that "
-                           f"folder.") from None
-        raise
+    run.model.train()
+    epoch_loss = torch.zeros((), device=device)
+    for i in range(1, iters + 1):
+        check_canceled(progress)
+        idx, rows, cols = run.sampler.next_batch()
+        xb, yb, vb = gather_batch(x_train, y_train, v_train, idx, rows, cols, run.crop)
+        if config.augment:
+            xb, yb, vb = augment_batch(xb, yb, vb, run.generator, config.brightness, config.noise)
+        xb, yb, vb = (t.to(device, non_blocking=True) for t in (xb, yb, vb))
+        epoch_loss += train_step(run.model, run.optimizer, loss_fn, xb, yb, vb, run.scaler)
+        if run.ema is not None:
+            run.ema.update_parameters(run.model)
+        if config.schedule != "plateau":
+            run.scheduler.step()
+        progress.set_progress(100.0 * ((epoch - 1) * iters + i) / (config.epochs * iters))
+        if i % log_every == 0 and i < iters:
+            progress.log(f"  epoch {epoch}: {i}/{iters} batches, loss {float(epoch_loss) / i:.4f}")
+    return float(epoch_loss) / iters
 
+
+def _close_epoch(run: _Training, data: TrainingData, config: TrainConfig, loss_fn, device, epoch: int,
+                 train_loss: float, started: float, progress: Progress) -> None:
+    """Validate, keep the best epoch, log, and decide on an early stop."""
+    x_val, y_val, v_val = data.val
+    val = validate(run.scored, x_val, y_val, v_val, loss_fn, device, config.batch_size * 2)
+    if config.schedule == "plateau":
+        run.scheduler.step(val["f1"])
+    row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"],
+           "val_f1": val["f1"], "val_f1_at_0.5": val["f1_at_0.5"], "threshold": val["threshold"],
+           "lr": run.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
+    run.history.append(row)
+    improved = val["f1"] > run.best["f1"]
+    if improved:
+        run.best = {"f1": val["f1"], "epoch": epoch, "state": copy.deepcopy(run.scored.state_dict()), "val": val}
+    progress.log(f"Epoch {epoch}/{config.epochs}: loss {row['train_loss']:.4f}, val loss {val['loss']:.4f}, "
+                 f"val F1 {val['f1']:.3f} at threshold {val['threshold']:.2f}"
+                 f"{' (best)' if improved else ''}, {row['seconds']:.1f} s")
+    if epoch - run.best["epoch"] >= config.patience:
+        progress.log(f"Early stop: no better validation F1 for {config.patience} epochs.")
+        run.stopped = True
+
+
+def _write_trained(package_path, run: _Training, data: TrainingData, config: TrainConfig, chash: str,
+                   progress: Progress) -> TrainResult:
+    """The package of the best epoch, with its threshold and validation scores, and the learning curves."""
+    from ..models.package import make_manifest, write_package
+
+    best, history = run.best, run.history
     val = best["val"]
     seconds = float(sum(r["seconds"] for r in history))
     member = {"architecture": config.architecture, "encoder": config.encoder, "model_kwargs": config.model_kwargs,
@@ -625,7 +676,6 @@ def train_model(
     )
     package = write_package(package_path, manifest, [best["state"]])
     curves_csv, curves_png = write_curves(Path(package_path), history)
-    remove_checkpoint(folder)
     progress.log(f"Best epoch {best['epoch']}: validation F1 {val['f1']:.3f} at threshold {val['threshold']:.2f} "
                  f"(precision {_fmt(val['metrics']['precision'])}, recall {_fmt(val['metrics']['recall'])}). "
                  f"Package written: {package}")
