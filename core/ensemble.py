@@ -153,6 +153,50 @@ def train_ensemble(
     progress.log(f"Ensemble grid: {len(members)} members ({', '.join(config.architectures)} × "
                  f"{', '.join(config.losses)} × lr {', '.join(f'{lr:g}' for lr in config.learning_rates)}); "
                  f"the top {config.top_k} by validation F1 form the ensemble. Members are kept in '{folder}'.")
+    rows, paths = _train_grid(members, data, folder, progress)
+    top = select_top_k(rows, config.top_k)
+    if not top:
+        raise InputError("No ensemble member reached a validation score; check the chips and labels.")
+    selected = [r["member"] for r in top]
+    if len(top) < config.top_k:
+        progress.log(f"Only {len(top)} member(s) available for a top {config.top_k}; using them all.")
+
+    started = time.perf_counter()
+    chosen, selected, val = _keep_best_prefix([read_package(paths[name]) for name in selected], selected, top,
+                                              data, config, progress)
+    entries = []
+    for k, (name, pkg) in enumerate(zip(selected, chosen), start=1):
+        entries.append({**pkg.manifest["members"][0], "name": name, "weights": f"member_{k:02d}.safetensors",
+                        "weight": 1.0})
+    first = chosen[0].manifest
+    manifest = make_manifest(
+        members=entries, input_bands=data.bands, band_stats=data.chipset.stats, tile_size=first["tile_size"],
+        threshold=val["threshold"], classes=first["classes"], pixel_size=first.get("pixel_size"),
+        crs_wkt=first.get("crs"), validation_metrics=float_metrics(val),
+        training={"ensemble": {"top_k": config.top_k, "selected": selected, "grid_size": len(members),
+                               "architectures": config.architectures, "losses": config.losses,
+                               "learning_rates": config.learning_rates},
+                  "best_single": {"member": top[0]["member"], "val_f1": float(top[0]["val_f1"])},
+                  "seconds": float(sum(float(r["seconds"] or 0) for r in rows)) + time.perf_counter() - started},
+        provenance={"chips": str(data.chipset.folder), "members_folder": str(folder)},
+    )
+    write_package(package_path, manifest, [pkg.networks[0].state_dict() for pkg in chosen])
+
+    scored = select_top_k(rows, len(rows))
+    ranked = scored + [r for r in rows if r not in scored]
+    for rank, row in enumerate(ranked, start=1):
+        row["rank"] = rank
+        row["selected"] = row["member"] in selected
+    leaderboard = write_leaderboard(leaderboard_path(package_path), ranked, val,
+                                    selected)
+    progress.log(f"Leaderboard: {leaderboard}. Ensemble package written: {package_path}")
+    return EnsembleResult(package_path, leaderboard, ranked, selected, val["metrics"], val["threshold"])
+
+
+def _train_grid(members, data, folder: Path, progress: Progress) -> tuple[list[dict], dict]:
+    """Train every member not already finished (same settings and chips); their leaderboard rows and paths."""
+    from ..models.package import read_package
+
     rows, paths = [], {}
     for i, (name, member_config) in enumerate(members):
         check_canceled(progress)
@@ -169,61 +213,28 @@ def train_ensemble(
             manifest = read_package(path).manifest
         rows.append(_row(name, manifest))
         progress.set_progress(100.0 * (i + 1) / len(members))
+    return rows, paths
 
-    top = select_top_k(rows, config.top_k)
-    if not top:
-        raise InputError("No ensemble member reached a validation score; check the chips and labels.")
-    selected = [r["member"] for r in top]
-    if len(top) < config.top_k:
-        progress.log(f"Only {len(top)} member(s) available for a top {config.top_k}; using them all.")
 
-    started = time.perf_counter()
-    chosen = [read_package(paths[name]) for name in selected]
+def _keep_best_prefix(chosen, selected, top, data, config, progress: Progress):
+    """Each top-k prefix (k = 1 … K) scored on the pooled validation pixels at its own best threshold; the best
+    prefix is kept, so the ensemble never scores below its best member on validation (members that agree on the
+    same errors, or whose probabilities are calibrated differently, can pull a mean below it)."""
     device = pick_device(config.base.device)
-    # Each top-k prefix (k = 1 … K) is scored on the pooled validation pixels at its own best threshold; the
-    # package keeps the best-scoring prefix, so it never scores below its best member on validation (members that
-    # agree on the same errors, or whose probabilities are calibrated differently, can pull a mean below it).
     prefix = [validate_members([(pkg.networks[0], 1.0) for pkg in chosen[:k]], *data.val, device,
                                config.base.batch_size * 2) for k in range(1, len(chosen) + 1)]
     keep = best_prefix([v["f1"] for v in prefix])
     val = prefix[keep - 1]
-    best_single = top[0]
     for k, v in enumerate(prefix, start=1):
         progress.log(f"Top {k}: validation F1 {v['f1']:.3f} at threshold {v['threshold']:.2f}"
                      f"{' (kept)' if k == keep else ''}.")
     if keep < len(chosen):
         progress.log(f"The top {keep} score better on validation than the top {len(chosen)}: the ensemble keeps "
                      f"{keep} member(s).")
-        chosen, selected = chosen[:keep], selected[:keep]
-    progress.log(f"Ensemble of {len(selected)}: validation F1 {val['f1']:.3f} at threshold {val['threshold']:.2f} "
+    best_single = top[0]
+    progress.log(f"Ensemble of {keep}: validation F1 {val['f1']:.3f} at threshold {val['threshold']:.2f} "
                  f"(best single member {best_single['member']}: {float(best_single['val_f1']):.3f}).")
-    entries = []
-    for k, (name, pkg) in enumerate(zip(selected, chosen), start=1):
-        entries.append({**pkg.manifest["members"][0], "name": name, "weights": f"member_{k:02d}.safetensors",
-                        "weight": 1.0})
-    first = chosen[0].manifest
-    manifest = make_manifest(
-        members=entries, input_bands=data.bands, band_stats=data.chipset.stats, tile_size=first["tile_size"],
-        threshold=val["threshold"], classes=first["classes"], pixel_size=first.get("pixel_size"),
-        crs_wkt=first.get("crs"), validation_metrics=float_metrics(val),
-        training={"ensemble": {"top_k": config.top_k, "selected": selected, "grid_size": len(members),
-                               "architectures": config.architectures, "losses": config.losses,
-                               "learning_rates": config.learning_rates},
-                  "best_single": {"member": best_single["member"], "val_f1": float(best_single["val_f1"])},
-                  "seconds": float(sum(float(r["seconds"] or 0) for r in rows)) + time.perf_counter() - started},
-        provenance={"chips": str(data.chipset.folder), "members_folder": str(folder)},
-    )
-    write_package(package_path, manifest, [pkg.networks[0].state_dict() for pkg in chosen])
-
-    scored = select_top_k(rows, len(rows))
-    ranked = scored + [r for r in rows if r not in scored]
-    for rank, row in enumerate(ranked, start=1):
-        row["rank"] = rank
-        row["selected"] = row["member"] in selected
-    leaderboard = write_leaderboard(leaderboard_path(package_path), ranked, val,
-                                    selected)
-    progress.log(f"Leaderboard: {leaderboard}. Ensemble package written: {package_path}")
-    return EnsembleResult(package_path, leaderboard, ranked, selected, val["metrics"], val["threshold"])
+    return chosen[:keep], selected[:keep], val
 
 
 def leaderboard_path(package_path: str | os.PathLike) -> Path:
