@@ -176,6 +176,41 @@ def _equal_area_transform(crs):
     return osr.CoordinateTransformation(src, dst)
 
 
+def _strip_merged_polygons(src, block: int, progress: Progress) -> list:
+    """Polygons of a 0/1 mask read in strips; pieces cut by a strip border are merged across it."""
+    eps = abs(src.transform.e) * 1e-3
+    polys, open_polys = [], []
+    n_strips = -(-src.height // block)
+    for k, row in enumerate(range(0, src.height, block)):
+        check_canceled(progress)
+        window = Window(0, row, src.width, min(block, src.height - row))
+        top_y = (src.transform * (0, row))[1]
+        new = _strip_polygons(src, window)
+        current, finished = _merge_across_border(open_polys, new, top_y, eps) if open_polys else (new, [])
+        polys += finished
+        bottom_y = (src.transform * (0, row + window.height))[1]
+        open_polys = [p for p in current if _touches_row(p.GetEnvelope(), bottom_y, eps)]
+        polys += [p for p in current if not _touches_row(p.GetEnvelope(), bottom_y, eps)]
+        progress.set_progress(80.0 * (k + 1) / n_strips)
+    return polys + open_polys
+
+
+def _closed_gaps(polys: list, options: "PolygonOptions", src) -> list:
+    """Polygons closer than the merge distance joined (buffer out, dissolve, buffer back in)."""
+    from osgeo import ogr
+
+    if options.merge_distance <= 0 or not polys:
+        return polys
+    half = _metres_to_map_units(options.merge_distance, src) / 2.0
+    union = ogr.Geometry(ogr.wkbMultiPolygon)
+    for p in polys:
+        union.AddGeometry(p.Buffer(half, 2))
+    closed = union.UnionCascaded().Buffer(-half, 2)
+    polys = [closed.GetGeometryRef(i).Clone() for i in range(closed.GetGeometryCount())] \
+        if closed.GetGeometryType() in (ogr.wkbMultiPolygon, ogr.wkbMultiPolygon25D) else [closed]
+    return [p for p in polys if not p.IsEmpty()]
+
+
 def polygonize_mask(
     mask_path: str | os.PathLike,
     out_path: str | os.PathLike,
@@ -196,31 +231,8 @@ def polygonize_mask(
     progress = or_null(progress)
     ogr.UseExceptions()
     with raster.open_raster(mask_path) as src:
-        eps = abs(src.transform.e) * 1e-3
-        polys, open_polys = [], []
-        n_strips = -(-src.height // block)
-        for k, row in enumerate(range(0, src.height, block)):
-            check_canceled(progress)
-            window = Window(0, row, src.width, min(block, src.height - row))
-            top_y = (src.transform * (0, row))[1]
-            new = _strip_polygons(src, window)
-            current, finished = _merge_across_border(open_polys, new, top_y, eps) if open_polys else (new, [])
-            polys += finished
-            bottom_y = (src.transform * (0, row + window.height))[1]
-            open_polys = [p for p in current if _touches_row(p.GetEnvelope(), bottom_y, eps)]
-            polys += [p for p in current if not _touches_row(p.GetEnvelope(), bottom_y, eps)]
-            progress.set_progress(80.0 * (k + 1) / n_strips)
-        polys += open_polys
+        polys = _closed_gaps(_strip_merged_polygons(src, block, progress), options, src)
         crs = src.crs
-        if options.merge_distance > 0 and polys:
-            half = _metres_to_map_units(options.merge_distance, src) / 2.0
-            union = ogr.Geometry(ogr.wkbMultiPolygon)
-            for p in polys:
-                union.AddGeometry(p.Buffer(half, 2))
-            closed = union.UnionCascaded().Buffer(-half, 2)
-            polys = [closed.GetGeometryRef(i).Clone() for i in range(closed.GetGeometryCount())] \
-                if closed.GetGeometryType() in (ogr.wkbMultiPolygon, ogr.wkbMultiPolygon25D) else [closed]
-            polys = [p for p in polys if not p.IsEmpty()]
         to_area = _equal_area_transform(crs)
 
         def area_m2(geom):
