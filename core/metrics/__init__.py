@@ -6,7 +6,8 @@ pixel counts and probability histograms are sums; connected objects are labelled
 borders (see `ObjectTally`).
 """
 
-# The package's rooms: codes (map classes), scores, classes (multi-class scores), class_evaluation, objects, boundaries, results, evaluate, plots, reports.
+# The package's rooms: codes (map classes), scores, classes (multi-class scores), class_evaluation, objects,
+# boundaries, results, evaluate, plots, reports.
 from .codes import (  # noqa: F401
     MapClass, NODATA, TP, FP, FN, TN, CONFUSION_NAMES, CONFUSION_COLOURS, BOTH_TP, ONLY_A_TP, ONLY_B_TP,
     BOTH_FN, BOTH_FP, ONLY_A_FP, ONLY_B_FP, BOTH_TN, COMPARISON_CLASSES,
@@ -22,7 +23,8 @@ from .evaluate import (  # noqa: F401
     STRIP_BLOCK, strip_windows, PROBABILITY_TOLERANCE, evaluate_prediction, compare_predictions,
 )
 from .plots import (  # noqa: F401
-    plot_class_confusion, plot_code_map, plot_confusion_map, plot_comparison_map, plot_performance_diagram, plot_threshold_sweep,
+    plot_class_confusion, plot_code_map, plot_confusion_map, plot_comparison_map, plot_performance_diagram,
+    plot_threshold_sweep,
 )
 from .classes import ClassInfo, ClassConfusion, class_infos, class_scores, format_class_table  # noqa: F401
 from .classes import format_class_metrics  # noqa: F401

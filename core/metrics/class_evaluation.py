@@ -110,7 +110,7 @@ def evaluate_class_map(
     gets a TP/FP/FN/TN confusion map in `out_confusion`, as the binary evaluation draws it.
     """
     from ..chips import LabelReader
-    from .evaluate import STRIP_BLOCK, _code_raster, _open_sources, strip_windows
+    from .evaluate import STRIP_BLOCK, code_raster, open_sources, strip_windows
 
     progress = or_null(progress)
     name = name or Path(prediction_path).stem
@@ -126,14 +126,14 @@ def evaluate_class_map(
                          "(CONFUSION_CLASS, a class value or name).")
     confusion = ClassConfusion([c.value for c in table])
     binary = Confusion()
-    with _open_sources([prediction_path], truth_path, truth_field, truth_layer, area_path, area_layer,
+    with open_sources([prediction_path], truth_path, truth_field, truth_layer, area_path, area_layer,
                        extent) as s:
         lut = _truth_lut(s.truth, table, truth_path)
         reader = LabelReader(s.truth, s.grid)
         strips = list(strip_windows(s.window, block or STRIP_BLOCK))
         codes = "1=TP,2=FP,3=FN,4=TN,0=nodata"
         try:
-            with _code_raster(out_confusion, s.grid, s.window, f"confusion of {chosen.name}" if chosen else "",
+            with code_raster(out_confusion, s.grid, s.window, f"confusion of {chosen.name}" if chosen else "",
                               codes, {k: CONFUSION_COLOURS[k] for k in (TP, FP, FN, TN)}) as dst:
                 for k, w in enumerate(strips):
                     check_canceled(progress)

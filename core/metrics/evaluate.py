@@ -103,7 +103,7 @@ def _open_prediction(path):
 
 
 @contextmanager
-def _open_sources(predictions: Sequence, truth_path, truth_field, truth_layer, area_path, area_layer,
+def open_sources(predictions: Sequence, truth_path, truth_field, truth_layer, area_path, area_layer,
                   extent, parameter: str = "PREDICTION") -> Iterator[_Sources]:
     with ExitStack() as stack:
         stack.enter_context(raster.bounded_gdal_cache())
@@ -177,7 +177,7 @@ def _threshold(src, probability: bool, threshold: float) -> float | None:
 
 
 @contextmanager
-def _code_raster(path, grid, window: Window, description: str, codes: str, colours: dict[int, str]):
+def code_raster(path, grid, window: Window, description: str, codes: str, colours: dict[int, str]):
     """A uint8 class map with an embedded colour table, so it shows in its colours in any GIS (QGIS styles it too)."""
     if not path:
         yield None
@@ -202,7 +202,7 @@ def _stream(s: _Sources, cuts: Sequence, block: int, out_path=None, description:
     """
     strips = list(strip_windows(s.window, block))
     with ExitStack() as stack:
-        dst = stack.enter_context(_code_raster(out_path, s.grid, s.window, description, codes, colours or {}))
+        dst = stack.enter_context(code_raster(out_path, s.grid, s.window, description, codes, colours or {}))
         pool = stack.enter_context(ThreadPoolExecutor(2))  # closed first: waits for the last read and write
         pending: list = []
 
@@ -260,7 +260,7 @@ def evaluate_prediction(
     if boundary_tolerance < 0:
         raise InputError(f"The boundary tolerance must be 0 (off) or more pixels; got {boundary_tolerance}.")
     name = name or Path(prediction_path).stem
-    with _open_sources([prediction_path], truth_path, truth_field, truth_layer, area_path, area_layer,
+    with open_sources([prediction_path], truth_path, truth_field, truth_layer, area_path, area_layer,
                        extent) as s:
         grid, win = s.grid, s.window
         probability = _is_probability(grid, is_probability)
@@ -271,15 +271,13 @@ def evaluate_prediction(
         mapped_objects = ObjectTally(objects, area_m2) if objects else None
         tp = n_pred = n_pos = n_valid = 0
         seen = [np.inf, -np.inf]
-        advice = ("If it is a mask or a class raster, set the prediction type (PREDICTION_TYPE) to Mask; if it is "
-                  "a probability in percent or 0–255, rescale it to 0–1 first.")
         share = 100.0 if not boundary_tolerance else 70.0
         with _stream(s, [cut], block, out_confusion, "confusion", "1=TP,2=FP,3=FN,4=TN,0=nodata",
                      {k: CONFUSION_COLOURS[k] for k in (TP, FP, FN, TN)}) as (strips, write, n_strips):
             for k, w, ((predicted,), (raw,), positive, valid) in strips:
                 check_canceled(progress)
                 if probability:
-                    _check_probability_range(raw, valid, seen, prediction_path, "PREDICTION", advice,
+                    _check_probability_range(raw, valid, seen, prediction_path, "PREDICTION", MASK_ADVICE,
                                              grid.nodatavals[0])
                 tp += int(np.count_nonzero(predicted & positive))
                 n_pred += int(np.count_nonzero(predicted))
@@ -292,10 +290,7 @@ def evaluate_prediction(
                     truth_objects.add(positive, predicted, last)
                     mapped_objects.add(predicted, positive, last)
                 if write is not None:
-                    # TP 1, FP 2, FN 3, TN 4 is 4 − 2·predicted − positive; nodata stays 0.
-                    code = np.uint8(TN) - 2 * predicted.view(np.uint8) - positive.view(np.uint8)
-                    code *= valid.view(np.uint8)
-                    write(code, w)
+                    write(confusion_codes(predicted, positive, valid), w)
                 progress.set_progress(share * (k + 1) / n_strips)
             total = Confusion.from_counts(tp, n_pred, n_pos, n_valid)
             if n_valid == 0:
@@ -305,6 +300,32 @@ def evaluate_prediction(
         if boundary_tolerance:
             boundary = _boundary_pass(s, cut, boundary_tolerance, block, progress, share)
     ev = Evaluation(scores(total), Path(out_confusion) if out_confusion else None, None, boundary=boundary)
+    warning = _summarise(ev, truth_objects, mapped_objects, hist, n_pos, truth_path, progress)
+    if out_report:
+        info = {"kind": "evaluation", "name": name, "prediction": str(prediction_path), "truth": str(truth_path),
+                "evaluation_area": str(area_path) if area_path else None,
+                "prediction_type": "probability" if probability else "mask",
+                "threshold": threshold if probability else None, "pixels_evaluated": n_valid, "warning": warning}
+        ev.report_path, ev.files = write_evaluation_report(out_report, info, ev)
+    progress.set_progress(100.0)
+    return ev
+
+
+MASK_ADVICE = ("If it is a mask or a class raster, set the prediction type (PREDICTION_TYPE) to Mask; if it is a "
+               "probability in percent or 0–255, rescale it to 0–1 first.")
+
+
+def confusion_codes(predicted: np.ndarray, positive: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Confusion map codes: TP 1, FP 2, FN 3, TN 4 (= 4 − 2·predicted − positive); nodata stays 0."""
+    code = np.uint8(TN) - 2 * predicted.view(np.uint8) - positive.view(np.uint8)
+    code *= valid.view(np.uint8)
+    return code
+
+
+def _summarise(ev: Evaluation, truth_objects, mapped_objects, hist, n_pos: int, truth_path,
+               progress: Progress) -> str | None:
+    """Object scores and the threshold sweep added to `ev`, the headline logged; a warning when there is no
+    landslide in the truth to find."""
     if truth_objects is not None:
         truth_objects.finish()
         mapped_objects.finish()
@@ -326,14 +347,7 @@ def evaluate_prediction(
     if ev.best and ev.best["best_f1"]:
         b = ev.best["best_f1"]
         progress.log(f"Best threshold {b['threshold']:.2f} (F1 {b['f1']:.3f})")
-    if out_report:
-        info = {"kind": "evaluation", "name": name, "prediction": str(prediction_path), "truth": str(truth_path),
-                "evaluation_area": str(area_path) if area_path else None,
-                "prediction_type": "probability" if probability else "mask",
-                "threshold": threshold if probability else None, "pixels_evaluated": n_valid, "warning": warning}
-        ev.report_path, ev.files = write_evaluation_report(out_report, info, ev)
-    progress.set_progress(100.0)
-    return ev
+    return warning
 
 
 def _boundary_pass(s: _Sources, cut, tolerance: int, block: int, progress: Progress, start: float) -> dict:
@@ -381,7 +395,7 @@ def compare_predictions(
     names = tuple(str(n) for n in names)
     if names[0] == names[1]:
         names = (f"{names[0]} (A)", f"{names[1]} (B)")
-    with _open_sources([prediction_a, prediction_b], truth_path, truth_field, truth_layer, area_path, area_layer,
+    with open_sources([prediction_a, prediction_b], truth_path, truth_field, truth_layer, area_path, area_layer,
                        extent, parameter="PREDICTION_A") as s:
         kinds = [_is_probability(src, None) for src in s.predictions]
         cuts = [_threshold(src, k, t) for src, k, t in zip(s.predictions, kinds, thresholds)]
