@@ -5,6 +5,7 @@ Every raster we write carries catalogue band names as GDAL band descriptions, so
 """
 from __future__ import annotations
 
+import errno
 import math
 import os
 from contextlib import contextmanager
@@ -520,3 +521,27 @@ def check_resolution(resolution: float, bounds: Sequence[float], parameter: str 
         raise InputError(f"The output resolution {parameter} = {resolution:g} would make a raster of {cols:.3g} × "
                          f"{rows:.3g} pixels, more than the {MAX_OUTPUT_PIXELS:,} (2^31) pixels an output may have; "
                          f"give a pixel size of at least {finest:.3g} CRS units, or a smaller EXTENT.")
+
+
+def colour_table(classes: Sequence[dict]) -> dict:
+    """A GDAL colour table {value: (r, g, b, a)} from a class table ({value, color '#rrggbb'}); others transparent."""
+    table = {v: (0, 0, 0, 0) for v in range(256)}
+    for c in classes:
+        col = str(c.get("color") or c.get("colour") or "#808080")
+        table[int(c["value"])] = tuple(int(col[k:k + 2], 16) for k in (1, 3, 5)) + (255,)
+    return table
+
+
+def set_category_names(path: str | os.PathLike, classes: Sequence[dict]) -> None:
+    """Class names as GDAL category names of band 1 (kept in the GeoTIFF's .aux.xml), so QGIS and GDAL list them."""
+    from osgeo import gdal
+
+    names = [""] * (max(int(c["value"]) for c in classes) + 1)
+    for c in classes:
+        names[int(c["value"])] = str(c["name"])
+    ds = gdal.Open(str(path), gdal.GA_Update)
+    if ds is None:
+        raise OSError(errno.EIO, "cannot open the class map to write its class names", str(path))
+    ds.GetRasterBand(1).SetCategoryNames(names)
+    ds.FlushCache()
+    ds = None

@@ -8,13 +8,16 @@ import numpy as np
 
 
 class RowBlender:
-    """Sums of weight × probability and of weights, plus a valid flag, for output rows [top, top + held)."""
+    """Sums of weight × probability and of weights, plus a valid flag, for output rows [top, top + held).
 
-    def __init__(self, width: int, weights: np.ndarray, top: int = 0):
+    With `channels` (class probabilities of a multi-class model) the sums are (rows, channels, width)."""
+
+    def __init__(self, width: int, weights: np.ndarray, top: int = 0, channels: int = 0):
         self.width = width
         self.weights = weights
         self.top = top
-        self.acc = np.zeros((0, width), dtype=np.float32)
+        self.channels = channels
+        self.acc = np.zeros((0, channels, width) if channels else (0, width), dtype=np.float32)
         self.wsum = np.zeros((0, width), dtype=np.float32)
         self.valid = np.zeros((0, width), dtype=bool)
 
@@ -22,7 +25,8 @@ class RowBlender:
         """Hold rows down to `bottom` (exclusive)."""
         need = bottom - self.top - self.acc.shape[0]
         if need > 0:
-            self.acc = np.vstack([self.acc, np.zeros((need, self.width), np.float32)])
+            shape = (need, self.channels, self.width) if self.channels else (need, self.width)
+            self.acc = np.vstack([self.acc, np.zeros(shape, np.float32)])
             self.wsum = np.vstack([self.wsum, np.zeros((need, self.width), np.float32)])
             self.valid = np.vstack([self.valid, np.zeros((need, self.width), bool)])
 
@@ -34,7 +38,10 @@ class RowBlender:
         """Add one tile's probabilities (already cropped to the raster) at output row/column `row`/`col`."""
         h, w = self.weights.shape
         off = row - self.top
-        self.acc[off:off + h, col:col + w] += prob[:h, :w] * self.weights
+        if self.channels:  # prob (channels, H, W)
+            self.acc[off:off + h, :, col:col + w] += prob[:, :h, :w].transpose(1, 0, 2) * self.weights[:, None, :]
+        else:
+            self.acc[off:off + h, col:col + w] += prob[:h, :w] * self.weights
         self.wsum[off:off + h, col:col + w] += self.weights
 
     def pop(self, until: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:

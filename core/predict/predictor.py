@@ -23,7 +23,7 @@ from .inputs import (InputHealth, InputReader, assign_bands, check_pixel_size, n
                      scene_statistics, warn_sanitised)
 from .runner import predict_tiles, tile_runner
 from .tiling import TileGrid
-from .writer import MapWriter
+from .writer import ClassMapWriter, MapWriter
 
 
 @dataclass
@@ -46,6 +46,7 @@ class PredictOptions:
     dask_scheduler: str = ""  # address of a Dask scheduler: predict in strips on its workers (core/predict/distributed)
     workers: int = 1  # without a scheduler and > 1: a LocalCluster of that many single-thread worker processes
     strip_rows: int | None = None  # rows per strip on a cluster (None: two strips per worker, ≥ 4 tile rows each)
+    class_min_area: dict[int, float] | None = None  # multi-class polygons: minimum area (m²) per class value
 
 
 @dataclass
@@ -87,6 +88,10 @@ def predict_map(package, rasters: str | os.PathLike | Sequence[str | os.PathLike
     rasters = [rasters] if isinstance(rasters, (str, os.PathLike)) else list(rasters)
     tile, overlap, threshold = _checked(package, rasters, outputs, options)
     sources = assign_bands(package.input_bands, rasters, options.band_mapping)
+    multiclass = getattr(package, "is_multiclass", False)
+    if multiclass and (options.dask_scheduler or options.workers > 1):
+        raise InputError(f"Model '{package.path.name}' is multi-class; a Dask cluster (DASK_SCHEDULER, WORKERS) "
+                         f"predicts binary models only so far. Predict it in this process (WORKERS 1, no address).")
     if options.dask_scheduler or options.workers > 1:
         from .distributed import predict_on_cluster
 
@@ -99,22 +104,46 @@ def predict_map(package, rasters: str | os.PathLike | Sequence[str | os.PathLike
         check_pixel_size(package, inputs.grid, rasters[0])
         grid = TileGrid.fit(raster.window_from_extent(inputs.grid, options.extent), tile, overlap)
         mean, std = _statistics(package, options, inputs, grid, progress)
-        writer = MapWriter(stack, inputs.grid, grid, outputs.probability, outputs.mask, threshold=threshold,
-                           model=package.path.name, mask_rules=options.mask_rules if outputs.mask else None,
-                           cog=options.cog)
+        if multiclass:  # outputs.mask is the class map, outputs.probability one band per class
+            writer = ClassMapWriter(stack, inputs.grid, grid, outputs.probability, outputs.mask,
+                                    classes=package.classes, model=package.path.name,
+                                    mask_rules=options.mask_rules if outputs.mask else None, cog=options.cog)
+        else:
+            writer = MapWriter(stack, inputs.grid, grid, outputs.probability, outputs.mask, threshold=threshold,
+                               model=package.path.name, mask_rules=options.mask_rules if outputs.mask else None,
+                               cog=options.cog)
         health = predict_rows(grid, inputs, run_tiles, mean, std, writer, options.batch_size,
                               SubProgress(progress, 0, 85 if outputs.polygons else 100))
         # Inside the outputs' block: a refusal here leaves no file behind.
         refuse_meaningless(package, rasters, sources, options.extent, health, inputs.absurd, mean, std)
     warn_sanitised(package, rasters, sources, inputs.absurd, health, progress)
-    n_polygons = polygonize_mask(outputs.mask, outputs.polygons, outputs.probability, options.polygon_options,
-                                 progress=SubProgress(progress, 85, 100)) if outputs.polygons else None
+    if multiclass:
+        n_polygons = _class_outputs(package, outputs, options, SubProgress(progress, 85, 100))
+    else:
+        n_polygons = polygonize_mask(outputs.mask, outputs.polygons, outputs.probability, options.polygon_options,
+                                     progress=SubProgress(progress, 85, 100)) if outputs.polygons else None
     progress.log(f"Prediction written: {outputs.probability} ({grid.width}×{grid.height} px, {grid.n_tiles} tiles "
                  f"of {grid.tile_h}×{grid.tile_w} px, overlap ≥ {overlap} px, {engine} on {device.type}"
                  f"{', TTA' if options.tta else ''}, threshold {threshold:.2f})")
     return Prediction(Path(outputs.probability), Path(outputs.mask) if outputs.mask else None,
                       Path(outputs.polygons) if outputs.polygons else None, n_polygons, threshold, device.type,
                       grid.n_tiles, (grid.tile_h, grid.tile_w), overlap, engine, health)
+
+
+def _class_outputs(package, outputs: PredictOutputs, options: PredictOptions, progress: Progress) -> int | None:
+    """Class names on the class map (GDAL categories, for the legend) and its polygons with a class field."""
+    if not outputs.mask:
+        return None
+    raster.set_category_names(outputs.mask, package.classes)
+    if not outputs.polygons:
+        return None
+    from .class_polygons import polygonize_classes
+
+    floor = options.polygon_options.min_area_m2 if options.polygon_options else 0.0
+    areas = {int(c["value"]): floor for c in package.classes}
+    areas.update(options.class_min_area or {})
+    return polygonize_classes(outputs.mask, outputs.polygons, package.classes, outputs.probability, areas,
+                              progress=progress)
 
 
 def _checked(package, rasters, outputs: PredictOutputs, options: PredictOptions) -> tuple[int, int, float]:
@@ -156,7 +185,7 @@ def predict_rows(grid: TileGrid, inputs: InputReader, run_tiles, mean, std, writ
     th, _ = grid.data_shape
     batches = [b for b in grid.batches(batch_size) if b.row < end and b.row + th > first]
     health = InputHealth(len(inputs.sources))
-    blender = RowBlender(grid.width, grid.weights(), top=batches[0].row)
+    blender = RowBlender(grid.width, grid.weights(), top=batches[0].row, channels=getattr(writer, "channels", 0))
     with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as write_thread:
         writes = []
         pending = reader.submit(inputs.read, grid.batch_window(batches[0]))

@@ -20,11 +20,18 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return (0.5 * (1.0 + np.tanh(0.5 * x))).astype(np.float32)  # no overflow for large |x|
 
 
+def _softmax(x: np.ndarray) -> np.ndarray:
+    """Class probabilities over axis 1 of logits (N, K, H, W)."""
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
 def tile_runner(package, device: torch.device, tta: bool, engine: str, log):
-    """(run, engine name): run maps normalised tiles (N, C, H, W) to landslide probability (N, H, W).
+    """(run, engine name): run maps normalised tiles (N, C, H, W) to landslide probability (N, H, W), or for a
+    multi-class package to class probabilities (N, K, H, W) (softmax, channel k = the package's classes[k]).
 
     Members of an ensemble are averaged with their weights (the global study's pixel-wise mean); with TTA each
-    member also sees the tiles flipped, and the flips are undone before averaging.
+    member also sees the tiles flipped, and the flips are undone before averaging (class probabilities alike).
     """
     if engine not in ENGINES:
         raise InputError(f"Unknown inference engine '{engine}'; choose one of {', '.join(ENGINES)}.")
@@ -56,7 +63,11 @@ def tile_runner(package, device: torch.device, tta: bool, engine: str, log):
 
     # A network call sees at most RUN_PIXELS pixels: large tiles go one at a time (the network's activations, not
     # the batch size, then bound the memory), small tiles stay batched.
+    n_classes = len(package.manifest["classes"]) if getattr(package, "is_multiclass", False) else 0
+
     def run(x: np.ndarray) -> np.ndarray:
+        if n_classes:
+            return run_classes(x)
         prob = np.zeros((x.shape[0], x.shape[2], x.shape[3]), dtype=np.float32)
         step = max(1, RUN_PIXELS // (x.shape[2] * x.shape[3]))
         for forward, weight in zip(forwards, weights):
@@ -65,6 +76,18 @@ def tile_runner(package, device: torch.device, tta: bool, engine: str, log):
                     xs = x[s:s + step]
                     xi = np.ascontiguousarray(np.flip(xs, axes)) if axes else xs
                     p = _sigmoid(forward(xi)[:, 0])
+                    prob[s:s + step] += (np.flip(p, axes) if axes else p) * (weight * scale)
+        return prob
+
+    def run_classes(x: np.ndarray) -> np.ndarray:
+        prob = np.zeros((x.shape[0], n_classes, x.shape[2], x.shape[3]), dtype=np.float32)
+        step = max(1, RUN_PIXELS // (x.shape[2] * x.shape[3]))
+        for forward, weight in zip(forwards, weights):
+            for axes in flips:
+                for s in range(0, x.shape[0], step):
+                    xs = x[s:s + step]
+                    xi = np.ascontiguousarray(np.flip(xs, axes)) if axes else xs
+                    p = _softmax(forward(xi)[:, :n_classes])
                     prob[s:s + step] += (np.flip(p, axes) if axes else p) * (weight * scale)
         return prob
 

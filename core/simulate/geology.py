@@ -208,29 +208,6 @@ class _Geology:
         return z.astype(np.float32), refl, labels
 
 
-def _colour_table(classes) -> dict:
-    table = {v: (0, 0, 0, 0) for v in range(256)}
-    for c in classes:
-        col = c["color"]
-        table[c["value"]] = tuple(int(col[k:k + 2], 16) for k in (1, 3, 5)) + (255,)
-    return table
-
-
-def set_categories(path, classes) -> None:
-    """Class names as GDAL category names (stored beside the GeoTIFF in .aux.xml), so QGIS lists them."""
-    from osgeo import gdal
-
-    names = [""] * (max(c["value"] for c in classes) + 1)
-    for c in classes:
-        names[c["value"]] = c["name"]
-    ds = gdal.Open(str(path), gdal.GA_Update)
-    if ds is None:
-        raise InputError(f"Cannot open '{path}' to write its class names.")
-    ds.GetRasterBand(1).SetCategoryNames(names)
-    ds.FlushCache()
-    ds = None
-
-
 def simulate_geology(out_dir, width: int = 384, height: int = 384, seed: int = 0, pixel_size: float = 10.0,
                      crs: str = "EPSG:32633", origin: tuple[float, float] = (500000.0, 7000000.0),
                      block: int = DEFAULT_BLOCK, progress: Progress | None = None) -> GeologyScene:
@@ -271,7 +248,7 @@ def simulate_geology(out_dir, width: int = 384, height: int = 384, seed: int = 0
             lab = files.enter_context(create_raster(folder / "labels.tif", **grid, dtype="uint8",
                                                     descriptions=["class"], nodata=255,
                                                     tags={**tags, "LANDSLIDE_MAPPER_CLASSES": table_tag}))
-            lab.write_colormap(1, _colour_table(classes))
+            lab.write_colormap(1, raster.colour_table(classes))
             n = count_windows(width, height, block)
             for k, win in enumerate(block_windows(width, height, block)):
                 check_canceled(progress)
@@ -284,7 +261,7 @@ def simulate_geology(out_dir, width: int = 384, height: int = 384, seed: int = 0
                 opt.write(np.clip(refl * 10000.0, 1, 65535).astype(np.uint16), window=win)
                 lab.write(labels[None], window=win)
                 progress.set_progress(95.0 * (k + 1) / n)
-        set_categories(folder / "labels.tif", classes)
+        raster.set_category_names(folder / "labels.tif", classes)
     counts = {"bedrock": len(geo.outcrops), "wetland": len(geo.wetlands), "ravine_sharp": len(geo.sharp),
               "ravine_smooth": len(geo.smooth), "landslide": len(geo.scars)}
     progress.log("Drew " + ", ".join(f"{v} {k}" for k, v in counts.items()) + ".")

@@ -1,0 +1,136 @@
+"""Polygons of a class map: one feature per connected patch of a class (not the background), with a `class` value
+and `class_name`, area and mean probability of that class; strips joined across their borders (bounded memory)."""
+from __future__ import annotations
+
+import errno
+import json
+from contextlib import ExitStack
+from typing import Sequence
+
+import numpy as np
+from rasterio import features
+from rasterio.windows import Window
+
+from .. import raster
+from ...common.errors import InputError
+from ...common.outputs import atomic_output
+from ...common.progress import Progress, check_canceled, or_null
+from ..postprocess import (_equal_area_transform, _merge_across_border, _polygon_pixels, _touches_row,
+                           _vector_driver, check_vector_written)
+
+
+def parse_class_areas(spec, classes: Sequence[dict], default: float = 0.0) -> dict[int, float]:
+    """'bedrock=5000, 3=200' (class names or values = m²) → {value: minimum area}; other classes get `default`."""
+    out = {int(c["value"]): float(default) for c in classes}
+    if spec is None or not str(spec).strip():
+        return out
+    for item in str(spec).replace(";", ",").split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        hits = [int(c["value"]) for c in classes if str(c["name"]).lower() == key.lower() or str(c["value"]) == key]
+        try:
+            area = float(value)
+        except ValueError:
+            area = -1.0
+        if not sep or not hits or not area >= 0:
+            listed = ", ".join(f"{c['value']} '{c['name']}'" for c in classes)
+            raise InputError(f"Minimum areas per class (CLASS_MIN_AREAS) are 'class=m²' pairs separated by commas, "
+                             f"e.g. 'bedrock=5000'; '{item.strip()}' is not one (classes: {listed}).")
+        out[hits[0]] = area
+    return out
+
+
+def polygonize_classes(class_map, out_path, classes: Sequence[dict], probability_path=None,
+                       min_area_m2: dict[int, float] | None = None, block: int = raster.DEFAULT_BLOCK,
+                       progress: Progress | None = None) -> int:
+    """Write one polygon per connected patch of each class but the first (background) to a GeoPackage layer
+    `classes` (fields class, class_name, area_m2, mean_prob); patches under their class's minimum area are dropped.
+    Returns the number of polygons written."""
+    from osgeo import ogr, osr
+
+    progress = or_null(progress)
+    ogr.UseExceptions()
+    background = int(classes[0]["value"])
+    names = {int(c["value"]): str(c["name"]) for c in classes}
+    channel = {int(c["value"]): k for k, c in enumerate(classes)}
+    minimum = min_area_m2 or {}
+    with raster.open_raster(class_map) as src:
+        eps = abs(src.transform.e) * 1e-3
+        done: dict[int, list] = {v: [] for v in names}
+        open_polys: dict[int, list] = {v: [] for v in names}
+        n_strips = -(-src.height // block)
+        for k, row in enumerate(range(0, src.height, block)):
+            check_canceled(progress)
+            window = Window(0, row, src.width, min(block, src.height - row))
+            data = src.read(1, window=window)
+            transform = src.window_transform(window)
+            top_y = (src.transform * (0, row))[1]
+            bottom_y = (src.transform * (0, row + window.height))[1]
+            for value in names:
+                if value == background:
+                    continue
+                hit = data == value
+                new = [ogr.CreateGeometryFromJson(json.dumps(g)) for g, _ in
+                       features.shapes(hit.view(np.uint8), mask=hit, transform=transform)] if hit.any() else []
+                if open_polys[value]:
+                    current, finished = _merge_across_border(open_polys[value], new, top_y, eps)
+                else:
+                    current, finished = new, []
+                done[value] += finished
+                open_polys[value] = [p for p in current if _touches_row(p.GetEnvelope(), bottom_y, eps)]
+                done[value] += [p for p in current if not _touches_row(p.GetEnvelope(), bottom_y, eps)]
+            progress.set_progress(80.0 * (k + 1) / n_strips)
+        for value in names:
+            done[value] += open_polys[value]
+        to_area = _equal_area_transform(src.crs)
+
+        def area_m2(geom):
+            if to_area is None:
+                return geom.GetArea()
+            g = geom.Clone()
+            g.Transform(to_area)
+            return g.GetArea()
+
+        with ExitStack() as stack:
+            prob = stack.enter_context(raster.open_raster(probability_path)) if probability_path else None
+            with atomic_output(out_path) as tmp, raster.ogr_writing(out_path):
+                ds = ogr.GetDriverByName(_vector_driver(out_path)).CreateDataSource(str(tmp))
+                srs = osr.SpatialReference()
+                srs.ImportFromWkt(src.crs.to_wkt())
+                layer = ds.CreateLayer("classes", srs, ogr.wkbMultiPolygon)
+                name_field = ogr.FieldDefn("class_name", ogr.OFTString)
+                name_field.SetWidth(128)
+                for f in (ogr.FieldDefn("class", ogr.OFTInteger), name_field, ogr.FieldDefn("area_m2", ogr.OFTReal),
+                          ogr.FieldDefn("mean_prob", ogr.OFTReal)):
+                    layer.CreateField(f)
+                written = 0
+                layer.StartTransaction()
+                for value, polys in done.items():
+                    for geom in polys:
+                        area = area_m2(geom)
+                        if area < minimum.get(value, 0.0):
+                            continue
+                        feat = ogr.Feature(layer.GetLayerDefn())
+                        feat.SetField("class", int(value))
+                        feat.SetField("class_name", names[value])
+                        feat.SetField("area_m2", float(area))
+                        if prob is not None:
+                            inside, win = _polygon_pixels(geom, src)
+                            if inside.any():
+                                p = raster.read_float(prob, channel[value] + 1, win)[inside]
+                                if np.isfinite(p).any():
+                                    feat.SetField("mean_prob", float(np.nanmean(p)))
+                        feat.SetGeometry(ogr.ForceToMultiPolygon(geom))
+                        if layer.CreateFeature(feat) != ogr.OGRERR_NONE:
+                            raise OSError(errno.EIO, "writing a polygon failed", str(out_path))
+                        written += 1
+                if layer.CommitTransaction() != ogr.OGRERR_NONE:
+                    raise OSError(errno.EIO, "saving the polygons failed", str(out_path))
+                ds = None
+                check_vector_written(tmp, written, out_path)
+    progress.set_progress(100.0)
+    progress.log(f"{written} class polygons written to {out_path}")
+    return written
+
