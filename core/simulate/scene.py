@@ -91,6 +91,17 @@ SIMULATED_EVENT = FolderKind("simulated scene", "labels.gpkg", frozenset(
     + ["labels.gpkg"]))
 
 
+def _check_settings(pixel_size: float, landslide_density: float, cloud_fraction: float, block: int) -> None:
+    if not pixel_size > 0:
+        raise InputError(f"Pixel size must be positive, not {pixel_size}.")
+    if landslide_density < 0:
+        raise InputError(f"Landslide density must be zero or more, not {landslide_density}.")
+    if not 0.0 <= cloud_fraction <= 0.5:
+        raise InputError(f"Cloud fraction must be between 0 and 0.5, not {cloud_fraction}.")
+    if block < 16:
+        raise InputError(f"Block size must be at least 16 pixels, not {block}.")
+
+
 def simulate_event(out_dir, width: int = 512, height: int = 512, seed: int = 0, pixel_size: float = 10.0,
                    crs: str = "EPSG:32632", origin: tuple[float, float] = (400000.0, 6800000.0),
                    landslide_density: float = 1.0, cloud_fraction: float = 0.03, block: int = DEFAULT_BLOCK,
@@ -104,14 +115,7 @@ def simulate_event(out_dir, width: int = 512, height: int = 512, seed: int = 0, 
         raise InputError(f"A simulated scene of {width}×{height} pixels (WIDTH × HEIGHT) is too large: at most "
                          f"{MAX_SCENE_PIXELS:,} pixels (e.g. 16384×16384) are supported. Give a smaller WIDTH or "
                          f"HEIGHT.")
-    if not pixel_size > 0:
-        raise InputError(f"Pixel size must be positive, not {pixel_size}.")
-    if landslide_density < 0:
-        raise InputError(f"Landslide density must be zero or more, not {landslide_density}.")
-    if not 0.0 <= cloud_fraction <= 0.5:
-        raise InputError(f"Cloud fraction must be between 0 and 0.5, not {cloud_fraction}.")
-    if block < 16:
-        raise InputError(f"Block size must be at least 16 pixels, not {block}.")
+    _check_settings(pixel_size, landslide_density, cloud_fraction, block)
     try:
         crs_obj = CRS.from_user_input(crs)
     except Exception as exc:  # rasterio raises CRSError with a terse message
