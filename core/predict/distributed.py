@@ -19,10 +19,10 @@ import math
 import os
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -88,10 +88,15 @@ def plan_strips(grid: TileGrid, strip_rows: int) -> list[tuple[int, int]]:
     return list(zip(starts, starts[1:] + [grid.height]))
 
 
-def default_strip_rows(grid: TileGrid, workers: int) -> int:
-    """Two strips per worker (balance; a lost worker loses little), each at least MIN_STRIP_TILE_ROWS tile rows."""
-    stride = grid.rows[1] - grid.rows[0] if len(grid.rows) > 1 else grid.height
-    return max(math.ceil(grid.height / (2 * max(workers, 1))), MIN_STRIP_TILE_ROWS * stride)
+def even_strips(grid: TileGrid, workers: int) -> list[tuple[int, int]]:
+    """Two strips per worker (balance; a lost worker loses little), each of at least MIN_STRIP_TILE_ROWS tile rows,
+    with boundaries placed so every strip computes about as many tile rows (its halo included)."""
+    k = len(grid.rows)
+    n = max(1, min(2 * max(workers, 1), k // MIN_STRIP_TILE_ROWS))
+    per = (k + n - 1) / n  # tile rows each strip computes: the k rows plus one halo row per boundary
+    bounds = sorted({min(k - 1, max(1, round(1 + i * (per - 1)))) for i in range(1, n)})
+    starts = [0] + [grid.rows[b] for b in bounds]
+    return list(zip(starts, starts[1:] + [grid.height]))
 
 
 # ------------------------------------------------------------------------------------------------- the worker
@@ -309,11 +314,11 @@ def predict_on_cluster(package, rasters, outputs, options, progress: Progress, t
         mean, std = _statistics(package, options, inputs, grid, progress)
     with dask_client(options.dask_scheduler, options.workers, progress) as client:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
-        strips = plan_strips(grid, options.strip_rows or default_strip_rows(grid, n_workers))
+        strips = plan_strips(grid, options.strip_rows) if options.strip_rows else even_strips(grid, n_workers)
         with_mask = bool(outputs.mask)
-        fields = dict(grid=repr(grid), strips=strips, sources=sources, batch=options.batch_size, engine=engine_name,
-                      device=device, tta=options.tta, mean=np.asarray(mean).tobytes().hex(),
-                      std=np.asarray(std).tobytes().hex(), threshold=threshold, mask=with_mask)
+        fields = {"grid": repr(grid), "strips": strips, "sources": sources, "batch": options.batch_size,
+                  "engine": engine_name, "device": device, "tta": options.tta, "threshold": threshold,
+                  "mean": np.asarray(mean).tobytes().hex(), "std": np.asarray(std).tobytes().hex(), "mask": with_mask}
         key = run_key(fields, rasters, package.path, options.mask_rules)
         folder = strip_folder(outputs.probability, key)
         jobs = [StripJob(str(Path(package.path).absolute()), tuple(rasters), tuple(map(tuple, sources)), grid, rows,
@@ -427,7 +432,7 @@ def _assemble(folder: Path, n: int, outputs, with_mask: bool, threshold: float, 
         vrt = gdal.BuildVRT(str(vrt_path), files)
         vrt.GetRasterBand(1).SetDescription(description)
         vrt.SetMetadata(tags)
-        vrt = None  # noqa: F841 - closing writes the VRT
+        vrt = None
         with atomic_output(out) as tmp:
             if name == "probability":  # as raster.create_raster(cog=True) writes it
                 rasterio.shutil.copy(str(vrt_path), str(tmp), driver="COG", COMPRESS="DEFLATE", LEVEL=1,

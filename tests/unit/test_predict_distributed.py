@@ -1,5 +1,6 @@
 """Prediction on a Dask cluster (issue 19): a real LocalCluster of two worker processes on the loopback, a real
 random-weight Unet; the assembled maps must equal the in-process ones bit for bit."""
+import itertools
 import json
 import os
 import signal
@@ -9,11 +10,14 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-
 from landslide_mapper.common.errors import Canceled, InputError
-from landslide_mapper.core.predict import PredictOptions, PredictOutputs, predict_map
-from landslide_mapper.core.predict import distributed
 from landslide_mapper.core.postprocess import PolygonOptions
+from landslide_mapper.core.predict import (
+    PredictOptions,
+    PredictOutputs,
+    distributed,
+    predict_map,
+)
 from landslide_mapper.models.package import make_manifest, read_package, write_package
 from landslide_mapper.models.registry import create_model
 
@@ -199,14 +203,13 @@ def test_rerun_resumes_from_complete_strips_and_checks_them(package, stack, tmp_
 
 
 def test_plan_strips_cover_the_window_on_tile_row_starts():
-    from rasterio.windows import Window
-
     from landslide_mapper.core.predict import TileGrid
+    from rasterio.windows import Window
 
     grid = TileGrid.fit(Window(0, 0, 500, 1001), 64, 16)
     strips = distributed.plan_strips(grid, 100)
     assert strips[0][0] == 0 and strips[-1][1] == 1001
-    assert all(a[1] == b[0] for a, b in zip(strips, strips[1:]))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(strips))
     assert all(s[0] in grid.rows for s in strips)
 
 
@@ -215,3 +218,17 @@ def test_unreachable_scheduler_is_a_clear_refusal(package, stack, tmp_path, monk
     with pytest.raises(InputError, match=r"DASK_SCHEDULER.*dask scheduler"):
         _run(package, stack, tmp_path / "x", dask_scheduler="tcp://127.0.0.1:9")
     assert _leftovers(tmp_path / "x") == []
+
+
+def test_even_strips_balance_the_tile_rows_each_strip_computes():
+    from rasterio.windows import Window
+
+    from landslide_mapper.core.predict import TileGrid
+
+    grid = TileGrid.fit(Window(0, 0, 300, 8192), 1024, 64)  # 9 tile rows
+    strips = distributed.even_strips(grid, 2)
+    assert len(strips) == 2 and strips[0][0] == 0 and strips[-1][1] == 8192
+    th = grid.data_shape[0]
+    computed = [sum(1 for r in grid.rows if r < end and r + th > first) for first, end in strips]
+    assert computed == [5, 5]
+    assert distributed.even_strips(TileGrid.fit(Window(0, 0, 50, 60), 64, 16), 8) == [(0, 60)]
