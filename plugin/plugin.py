@@ -354,7 +354,8 @@ class LandslideMapperPlugin:
     # -- styles -----------------------------------------------------------------------------------------------
     def style_current_layer(self, kind: str) -> bool:
         """The layer context menu's "Style as dNDVI / SAR change" on the selected raster layer."""
-        from ..ui.layer_styles import STYLE_RANGES, band_descriptions, style_band_as, style_fit
+        from ..processing_provider.styles import STYLE_RANGES
+        from ..ui.layer_styles import band_descriptions, style_band_as, style_fit
 
         layer = self.iface.activeLayer()
         if not isinstance(layer, QgsRasterLayer):

@@ -7,7 +7,7 @@ from qgis.core import QgsApplication, QgsProcessingModelAlgorithm, QgsProcessing
 from qgis.PyQt.QtGui import QIcon
 
 ICON = Path(__file__).resolve().parent.parent / "ui" / "icons" / "landslide_mapper.svg"
-MODELS = Path(__file__).resolve().parent / "models"  # graphical models (.model3) from scripts/make_models.py
+MODELS = Path(__file__).resolve().parent / "graphical_models"  # graphical models (.model3) from scripts/make_models.py
 
 
 def algorithm_classes() -> list:

@@ -60,7 +60,7 @@ def grab(name: str) -> Path:
 def run() -> None:
     from landslide_mapper.core.simulate import simulate_event
     from landslide_mapper.core.stack import build_change_stack
-    from landslide_mapper.processing_provider.base import apply_style
+    from landslide_mapper.processing_provider.styles import apply_style
     from landslide_mapper.ui import common
 
     window = iface.mainWindow()

@@ -1,4 +1,4 @@
-"""Regenerate the graphical Processing models the plugin ships (processing_provider/models/*.model3).
+"""Regenerate the graphical Processing models the plugin ships (processing_provider/graphical_models/*.model3).
 
 "Rapid landslide mapping" chains three algorithms of the provider: change_stack → predict → evaluate. It is built
 with the PyQGIS model API (so it is valid for the QGIS that runs this script; 3.22 is the reference) and saved as
@@ -37,7 +37,7 @@ from qgis.core import (  # noqa: E402
 )
 from qgis.PyQt.QtCore import QPointF  # noqa: E402
 
-MODELS = ROOT / "processing_provider" / "models"
+MODELS = ROOT / "processing_provider" / "graphical_models"
 PROVIDER = "landslide_mapper"
 GROUP = "Workflows"
 

@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         grab(app, doctor, args.out / "doctor.png", width=660, height=490)
 
         # The map as the docks left it, over the post-event image in true colour.
-        from landslide_mapper.processing_provider.base import apply_style
+        from landslide_mapper.processing_provider.styles import apply_style
 
         post = QgsRasterLayer(str(event.post_s2), "Post-event Sentinel-2")
         apply_style(post, "s2_composite")

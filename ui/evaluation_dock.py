@@ -33,7 +33,7 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from ..processing_provider.base import apply_style
+from ..processing_provider.styles import apply_style
 from .charts import PerformanceDiagram
 from .common import (
     add_run_row,

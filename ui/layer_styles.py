@@ -7,11 +7,9 @@ from __future__ import annotations
 
 from qgis.core import QgsRasterBandStats, QgsRasterLayer, QgsSingleBandPseudoColorRenderer
 
-from ..processing_provider.base import STACK_STYLES, STYLES, apply_style, show_band
+from ..processing_provider.styles import BAND_STYLES, STACK_STYLES, STYLE_RANGES, STYLES, apply_style, show_band
 from .band_mapping import band_descriptions
 
-# Menu action → (qml, bands it is meant for, in order of preference)
-BAND_STYLES = {"dndvi": ("dndvi.qml", ["dNDVI"]), "sar_change": ("sar_change.qml", ["dVH", "dVV"])}
 DEFAULT_RENDERERS = ("multibandcolor", "singlebandgray")  # what QGIS gives a raster nobody has styled yet
 
 
@@ -30,11 +28,6 @@ def style_new_stack(layer) -> bool:
     apply_style(layer, None)
     refresh_legend(layer)
     return True
-
-
-# Menu action → (style name for people, values the style's ramp spans, the band values it can mean at most)
-STYLE_RANGES = {"dndvi": ("dNDVI", (-0.6, 0.6), (-2.0, 2.0)), "sar_change": ("SAR change (dB)", (-6.0, 6.0),
-                                                                             (-60.0, 60.0))}
 
 
 def refresh_legend(layer) -> None:

@@ -388,7 +388,7 @@ class ModelDock(QgsDockWidget):
             if key == "OUTPUT_PROBABILITY":
                 style_probability(layer, threshold)
             else:
-                from ..processing_provider.base import apply_style
+                from ..processing_provider.styles import apply_style
 
                 apply_style(layer, qml)
             layers.append(layer)

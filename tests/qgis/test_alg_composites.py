@@ -112,7 +112,7 @@ def test_change_stack_all_preset_on_a_reference_grid(landslide_provider, tmp_pat
 def test_s2_composite_loads_in_true_colour_with_false_colour_saved(qgis_new_project, tmp_path):
     from qgis.core import QgsRasterLayer
 
-    from landslide_mapper.processing_provider.base import apply_style
+    from landslide_mapper.processing_provider.styles import apply_style
 
     path = write_raster(tmp_path / "c.tif", np.full((5, 4, 4), 1000, np.float32),
                         ["B03", "B08", "B02", "B04", "NDVI"])

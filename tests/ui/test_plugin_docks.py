@@ -146,7 +146,7 @@ def test_the_legend_follows_the_change_style(plugin, project, tmp_path):
     'Band 1: pre_VV (Gray)' of the style before."""
     from qgis.core import QgsLayerTreeModel
 
-    from landslide_mapper.processing_provider.base import apply_style
+    from landslide_mapper.processing_provider.styles import apply_style
 
     model = QgsLayerTreeModel(project.layerTreeRoot())
     model.setFlag(QgsLayerTreeModel.ShowLegend, True)
@@ -162,7 +162,7 @@ def test_the_legend_follows_the_change_style(plugin, project, tmp_path):
 
 def test_truth_outlines_are_thin():
     """At full-scene scale thick white outlines hide the confusion colours of small landslides."""
-    from landslide_mapper.processing_provider.base import STYLES
+    from landslide_mapper.processing_provider.styles import STYLES
 
     text = (STYLES / "truth_outline.qml").read_text()
     assert 'name="outline_width" value="0.2"' in text
