@@ -6,7 +6,6 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingParameterExtent,
     QgsProcessingParameterMultipleLayers,
-    QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
@@ -56,9 +55,7 @@ class ChangeStackAlgorithm(LandslideAlgorithm):
         advanced = [
             QgsProcessingParameterRasterLayer("REFERENCE", "Reference grid raster (empty = the first pre-event "
                                               "raster)", optional=True),
-            QgsProcessingParameterNumber("RESOLUTION", "Output resolution (reference CRS units; empty = the "
-                                         "reference's)", QgsProcessingParameterNumber.Double, optional=True,
-                                         minValue=0.0),
+            *self.output_grid_parameters(None, "reference CRS units; empty = the reference's"),
         ]
         self.add_advanced(advanced)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Change stack"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
-    QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
@@ -34,9 +33,7 @@ class PixelBaselineAlgorithm(LandslideAlgorithm):
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterFile("CHIPS", "Chip folder", QgsProcessingParameterFile.Folder))
-        self.addParameter(QgsProcessingParameterFile("VALIDATION_CHIPS", "Separate validation chip folder",
-                                                     QgsProcessingParameterFile.Folder, optional=True))
+        self.add_chip_inputs(landslide_classes=False)
         self.addParameter(self.enum_parameter("MODEL", "Classifier", MODEL_LABELS, default=0, keys=MODELS))
         self.addParameter(QgsProcessingParameterNumber("TREES", "Trees (Random Forest)", defaultValue=50,
                                                        minValue=1))

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from qgis.core import (
     QgsProcessing,
-    QgsProcessingParameterCrs,
     QgsProcessingParameterExtent,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
@@ -52,9 +51,7 @@ class S1CompositeAlgorithm(LandslideAlgorithm):
                                          QgsProcessingParameterNumber.Double, defaultValue=DEFAULT_ENL, minValue=1.0),
             QgsProcessingParameterString("INPUT_BANDS", "Band names of undescribed rasters, in file order (e.g. "
                                          "VV,VH)", optional=True),
-            QgsProcessingParameterCrs("TARGET_CRS", "Target CRS (empty = the first scene's)", optional=True),
-            QgsProcessingParameterNumber("RESOLUTION", "Target resolution (units of the target CRS)",
-                                         QgsProcessingParameterNumber.Double, optional=True, minValue=0.0),
+            *self.output_grid_parameters("the first scene's", "units of the target CRS"),
         ]
         self.add_advanced(advanced)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Sentinel-1 composite"))

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from qgis.core import (
     QgsProcessing,
-    QgsProcessingParameterCrs,
     QgsProcessingParameterExtent,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
@@ -63,10 +62,7 @@ class S2CompositeAlgorithm(LandslideAlgorithm):
                                          maxValue=100.0),
             QgsProcessingParameterString("INPUT_BANDS", "Band names of undescribed rasters, in file order "
                                          "(e.g. B02,B03,B04,B08)", optional=True),
-            QgsProcessingParameterCrs("TARGET_CRS", "Target CRS (empty = the first acquisition's)", optional=True),
-            QgsProcessingParameterNumber("RESOLUTION", "Target resolution (units of the target CRS; empty = 10 m "
-                                         "native)", QgsProcessingParameterNumber.Double, optional=True,
-                                         minValue=0.0),
+            *self.output_grid_parameters("the first acquisition's", "units of the target CRS; empty = 10 m native"),
         ]
         self.add_advanced(advanced)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Sentinel-2 composite"))

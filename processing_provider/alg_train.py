@@ -53,11 +53,7 @@ class TrainAlgorithm(LandslideAlgorithm):
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterFile("CHIPS", "Chip folder", QgsProcessingParameterFile.Folder))
-        self.addParameter(QgsProcessingParameterFile("VALIDATION_CHIPS", "Separate validation chip folder",
-                                                     QgsProcessingParameterFile.Folder, optional=True))
-        self.addParameter(QgsProcessingParameterString("LANDSLIDE_CLASSES", "Landslide classes (values or names, "
-                                                       "comma-separated; empty = as exported)", optional=True))
+        self.add_chip_inputs()
         self.addParameter(self.enum_parameter("ARCHITECTURE", "Architecture", ARCHITECTURES, default=0))
         self.addParameter(QgsProcessingParameterString("ENCODER", "Encoder", defaultValue="resnet18"))
         self.addParameter(self.enum_parameter("LOSS", "Loss", LOSSES, default=0))

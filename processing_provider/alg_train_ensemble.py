@@ -4,7 +4,6 @@ from __future__ import annotations
 from qgis.core import (
     QgsProcessingOutputFile,
     QgsProcessingOutputNumber,
-    QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterString,
@@ -38,9 +37,7 @@ class TrainEnsembleAlgorithm(LandslideAlgorithm):
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterFile("CHIPS", "Chip folder", QgsProcessingParameterFile.Folder))
-        self.addParameter(QgsProcessingParameterFile("VALIDATION_CHIPS", "Separate validation chip folder",
-                                                     QgsProcessingParameterFile.Folder, optional=True))
+        self.add_chip_inputs(landslide_classes=False)
         self.addParameter(self.enum_parameter("ARCHITECTURES", "Architectures", ARCHITECTURES,
                                               allowMultiple=True, default=[0, 4]))
         self.addParameter(self.enum_parameter("LOSSES", "Losses", LOSSES, allowMultiple=True,

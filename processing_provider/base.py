@@ -4,6 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from qgis.core import (
+    QgsProcessingParameterCrs,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
     QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingException,
@@ -113,6 +117,26 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
     def folder_kinds(self) -> dict[str, FolderKind]:
         """Folder outputs that may replace an earlier output of the same kind (parameter name -> FolderKind)."""
         return {}
+
+    def add_chip_inputs(self, landslide_classes: bool = True) -> None:
+        """The chip folders every training algorithm reads (and which of their classes are landslides)."""
+        self.addParameter(QgsProcessingParameterFile("CHIPS", "Chip folder", QgsProcessingParameterFile.Folder))
+        self.addParameter(QgsProcessingParameterFile("VALIDATION_CHIPS", "Separate validation chip folder",
+                                                     QgsProcessingParameterFile.Folder, optional=True))
+        if landslide_classes:
+            self.addParameter(QgsProcessingParameterString(
+                "LANDSLIDE_CLASSES", "Landslide classes (values or names, comma-separated; empty = as exported)",
+                optional=True))
+
+    @staticmethod
+    def output_grid_parameters(crs_default: str | None, resolution_default: str) -> list:
+        """TARGET_CRS (when `crs_default` says what empty means) and RESOLUTION: the output grid of a raster."""
+        grid = []
+        if crs_default is not None:
+            grid.append(QgsProcessingParameterCrs("TARGET_CRS", f"Target CRS (empty = {crs_default})", optional=True))
+        grid.append(QgsProcessingParameterNumber("RESOLUTION", f"Target resolution ({resolution_default})",
+                                                 QgsProcessingParameterNumber.Double, optional=True, minValue=0.0))
+        return grid
 
     def add_advanced(self, parameters) -> None:
         """Add parameters under the dialog's "Advanced parameters" fold."""
