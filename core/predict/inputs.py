@@ -27,6 +27,10 @@ def assign_bands(wanted: Sequence[str], rasters: Sequence[str | os.PathLike],
     to an explicit (raster, band) choice, e.g. for rasters without band descriptions.
     """
     overrides = dict(overrides or {})
+    unknown = [b for b in overrides if b not in wanted]
+    if unknown:
+        raise InputError(f"The band mapping (BAND_MAPPING) names band(s) {', '.join(unknown)} that the model does not "
+                         f"use; it needs {', '.join(wanted)}. Map only those names, e.g. '{wanted[0]}=1:1'.")
     names = []
     for path in rasters:
         with raster.open_raster(path) as src:

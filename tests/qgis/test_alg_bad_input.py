@@ -73,3 +73,16 @@ def test_missing_label_field_is_refused(landslide_provider, small):
         run("export_chips", {"INPUT": stack, "LABELS": str(tmp / "l.gpkg"), "TILE_SIZE": 32,
                              "OUTPUT_FOLDER": str(tmp / "chips")})
     assert not (tmp / "chips").exists() or not any((tmp / "chips").iterdir())
+
+
+def test_band_mapping_of_a_band_the_model_does_not_use_is_refused(landslide_provider, small):
+    from qgis.core import QgsProcessingException
+    from support import constant_package
+
+    tmp, _, _ = small
+    pkg = constant_package(tmp / "m.lmpkg", ["pre_VV", "post_VV", "dNDVI"], tile_size=64)
+    stack = _write(tmp / "stack.tif", np.zeros((3, 64, 64), np.float32), ["pre_VV", "post_VV", "dNDVI"])
+    with pytest.raises(QgsProcessingException, match=r"BAND_MAPPING\) names band\(s\) foo that the model does not use"):
+        run("predict", {"PACKAGE": pkg, "INPUT": stack, "BAND_MAPPING": "foo=1:1",
+                        "OUTPUT_PROBABILITY": str(tmp / "p.tif"), "OUTPUT_MASK": str(tmp / "m.tif")})
+    assert not (tmp / "p.tif").exists() and not (tmp / "m.tif").exists()
