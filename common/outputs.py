@@ -333,7 +333,8 @@ def atomic_output(path: str | os.PathLike, is_dir: bool = False, *, undo_with_ru
         _place(tmp, path, is_dir, _RUN.get() if undo_with_run else None, kind)
     except OSError as exc:
         discard(tmp)
-        if _names_temporary(exc, tmp) or _names_temporary(exc, path):  # a write of this output failed
+        full = exc.filename is None and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        if full or _names_temporary(exc, tmp) or _names_temporary(exc, path):  # a write of this output failed
             raise InputError(explain_os_error(exc, path)) from None
         raise
     except BaseException:

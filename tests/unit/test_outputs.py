@@ -278,3 +278,13 @@ def test_a_failed_write_names_the_users_file_not_the_temporary(tmp_path):
             raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
     assert "Not enough space" in str(caught.value) and f"'{target}'" in str(caught.value)
     assert "lmtmp" not in str(caught.value) and leftovers(tmp_path) == []
+
+
+def test_a_full_disk_without_a_file_name_is_blamed_on_the_output_being_written(tmp_path):
+    import errno
+
+    target = tmp_path / "report.json"
+    with pytest.raises(InputError, match=rf"Not enough space .* to write '{target}'"):
+        with atomic_output(target):
+            raise OSError(errno.ENOSPC, "No space left on device")  # e.g. a library that drops the name
+    assert leftovers(tmp_path) == []
