@@ -377,3 +377,32 @@ def hex_rgb(color: str) -> list[int]:
     """'#e8702a' (or '#rrggbbaa') → [232, 112, 42]."""
     h = color.lstrip("#")
     return [int(h[i:i + 2], 16) for i in (0, 2, 4)]
+
+
+CLASS_TABLE_TAG = "LANDSLIDE_MAPPER_CLASSES"  # JSON [{value, name, color}] on class rasters this plugin writes
+
+
+def raster_class_table(path: str) -> dict[int, tuple[str, str]]:
+    """Names and colours a class raster declares: {value: (name, '#rrggbb')} from our class-table tag, else from
+    GDAL category names and the colour table; {} when it declares none."""
+    from osgeo import gdal
+
+    with raster.open_raster(path) as src:
+        tag = src.tags().get(CLASS_TABLE_TAG)
+        try:
+            colormap = src.colormap(1)
+        except ValueError:
+            colormap = {}
+    if tag:
+        try:
+            return {int(c["value"]): (str(c["name"]), str(c.get("color", "#808080"))) for c in json.loads(tag)}
+        except (ValueError, KeyError, TypeError):
+            pass
+    ds = gdal.Open(str(path))
+    if ds is None:
+        return {}
+    ds.GetFileList()  # GDAL 3.6 reads a GeoTIFF's .aux.xml (category names) only after this
+    names = ds.GetRasterBand(1).GetCategoryNames() or []
+    ds = None
+    return {v: (n, "#{:02x}{:02x}{:02x}".format(*colormap[v][:3]) if v in colormap else PALETTE[v % len(PALETTE)])
+            for v, n in enumerate(names) if n}

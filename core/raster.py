@@ -528,7 +528,8 @@ def colour_table(classes: Sequence[dict]) -> dict:
     table = {v: (0, 0, 0, 0) for v in range(256)}
     for c in classes:
         col = str(c.get("color") or c.get("colour") or "#808080")
-        table[int(c["value"])] = tuple(int(col[k:k + 2], 16) for k in (1, 3, 5)) + (255,)
+        alpha = int(col[7:9], 16) if len(col) == 9 else 255
+        table[int(c["value"])] = tuple(int(col[k:k + 2], 16) for k in (1, 3, 5)) + (alpha,)
     return table
 
 

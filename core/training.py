@@ -59,6 +59,8 @@ class TrainConfig:
     encoder_weights: str | None = None  # local file only
     model_kwargs: dict = field(default_factory=dict)
     checkpoints: bool = True  # save every epoch beside the package; a re-run with the same settings resumes
+    task: str = "binary"  # binary: landslide or not (sigmoid); multiclass: every class of the chips (softmax)
+    class_weights: list | None = None  # multiclass: one loss weight per class of the class table (None: equal)
 
 
 @dataclass
@@ -74,12 +76,13 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------------------------------------- data
-def prepare(images: np.ndarray, labels: np.ndarray, mean: np.ndarray, std: np.ndarray):
-    """Normalise chips; nodata (NaN) → 0 and excluded from the loss via the valid mask."""
+def prepare(images: np.ndarray, labels: np.ndarray, mean: np.ndarray, std: np.ndarray, multiclass: bool = False):
+    """Normalise chips; nodata (NaN) → 0 and excluded from the loss via the valid mask. Targets are 0/1, or the
+    class channel index (as float, so crops, rotations and flips treat it like the image) for multi-class."""
     valid = np.all(np.isfinite(images), axis=1) & (labels != IGNORE)
     x = (images - mean[None, :, None, None]) / std[None, :, None, None]
     x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
-    y = (labels == 1).astype(np.float32)
+    y = np.where(valid, labels, 0).astype(np.float32) if multiclass else (labels == 1).astype(np.float32)
     return torch.from_numpy(x), torch.from_numpy(y[:, None]), torch.from_numpy(valid[:, None].astype(np.float32))
 
 
@@ -94,6 +97,7 @@ class TrainingData:
     val: tuple
     validation_folder: str | None
     landslide_classes: object = None
+    n_classes: int = 0  # multi-class: channels of the class table (chipset.manifest["classes"]); 0 = binary
 
     @property
     def bands(self) -> list[str]:
@@ -101,14 +105,20 @@ class TrainingData:
 
 
 def load_training_data(chips: str | os.PathLike | ChipSet, validation_chips: str | os.PathLike | None = None,
-                       landslide_classes=None) -> TrainingData:
+                       landslide_classes=None, task: str = "binary") -> TrainingData:
     """Chips (and validation chips) in memory, checked, normalised with the training-chip statistics.
 
-    `landslide_classes` picks the label classes that are landslides (see chips.load_chips).
+    `landslide_classes` picks the label classes that are landslides (see chips.load_chips); `task` "multiclass"
+    keeps every class of the chips' class table.
     """
-    chipset = chips if isinstance(chips, ChipSet) else load_chips(chips, landslide_classes=landslide_classes)
+    chipset = chips if isinstance(chips, ChipSet) else load_chips(chips, landslide_classes=landslide_classes,
+                                                                  task=task)
+    multiclass = chipset.manifest.get("task") == "multiclass"
     if validation_chips:
-        val_set = load_chips(validation_chips, landslide_classes=landslide_classes)
+        val_set = load_chips(validation_chips, landslide_classes=landslide_classes, task=task)
+        if multiclass and val_set.manifest["classes"] != chipset.manifest["classes"]:
+            raise InputError(f"Validation chips '{validation_chips}' have another class table than the training "
+                             f"chips '{chipset.folder}'; export both from labels with the same classes.")
         if val_set.bands != chipset.bands:
             raise InputError(f"Validation chips '{validation_chips}' have bands {', '.join(val_set.bands)}; the "
                              f"training chips have {', '.join(chipset.bands)}.")
@@ -122,7 +132,13 @@ def load_training_data(chips: str | os.PathLike | ChipSet, validation_chips: str
     if len(val_images) == 0:
         raise InputError(f"Chip folder '{chipset.folder}' has no validation chips: export with a validation "
                          f"fraction above 0, or give a separate validation chip folder.")
-    if not (train_labels == 1).any():
+    if multiclass:
+        n_classes = len(chipset.manifest["classes"])
+        present = np.unique(train_labels[train_labels != IGNORE])
+        if len(present) < 2:
+            raise InputError(f"The training chips of '{chipset.folder}' hold only one class: a multi-class model "
+                             f"(TASK multiclass) needs at least two. Check the label layer and its class field.")
+    elif not (train_labels == 1).any():
         raise InputError(f"The training chips of '{chipset.folder}' hold no landslide pixel: check the label "
                          f"layer and its class field.")
     stats = {s["name"]: s for s in chipset.stats}
@@ -131,9 +147,10 @@ def load_training_data(chips: str | os.PathLike | ChipSet, validation_chips: str
         raise InputError(f"Chip folder '{chipset.folder}' has no statistics for band(s) {', '.join(missing)}.")
     mean = np.array([stats[b]["mean"] for b in chipset.bands], dtype=np.float32)
     std = np.array([stats[b]["std"] or 1.0 for b in chipset.bands], dtype=np.float32)
-    return TrainingData(chipset, mean, std, prepare(train_images, train_labels, mean, std),
-                        prepare(val_images, val_labels, mean, std),
-                        str(validation_chips) if validation_chips else None, landslide_classes)
+    return TrainingData(chipset, mean, std, prepare(train_images, train_labels, mean, std, multiclass),
+                        prepare(val_images, val_labels, mean, std, multiclass),
+                        str(validation_chips) if validation_chips else None, landslide_classes,
+                        n_classes if multiclass else 0)
 
 
 class CropSampler:
@@ -288,6 +305,52 @@ def validate(model, x, y, v, loss_fn, device, batch_size: int) -> dict:
         return torch.sigmoid(logits), logits
 
     return validate_probabilities(probability, x, y, v, device, batch_size, loss_fn)
+
+
+@torch.inference_mode()
+def validate_classes(probability, x, y, v, device, batch_size: int, n_classes: int, loss_fn=None,
+                     classes=None) -> dict:
+    """Multi-class validation of `probability(xb) → (class probabilities (N,K,H,W), logits or None)`: loss,
+    confusion matrix and per-class scores; "f1" is the macro F1 (the epoch is chosen by it), threshold unused."""
+    from .metrics.classes import ClassConfusion, class_infos, class_scores
+
+    confusion = ClassConfusion(range(n_classes))
+    losses, weights = [], []
+    for s in range(0, x.shape[0], batch_size):
+        xb, yb, vb = (t[s:s + batch_size].to(device) for t in (x, y, v))
+        prob, logits = probability(xb)
+        if loss_fn is not None and logits is not None:
+            losses.append(float(loss_fn(logits, yb, vb)))
+            weights.append(float(vb.sum()))
+        keep = (vb[:, 0] > 0).cpu().numpy()
+        confusion.add(yb[:, 0].round().to(torch.uint8).cpu().numpy(),
+                      prob.argmax(dim=1).to(torch.uint8).cpu().numpy(), keep)
+    table = class_infos([dict(c, value=k) for k, c in enumerate(classes)]) if classes else None
+    s = class_scores(confusion, table)
+    if classes:
+        for row, c in zip(s["classes"], classes):
+            row["value"] = int(c["value"])
+    loss = float(np.average(losses, weights=np.maximum(weights, 1e-9))) if losses else float("nan")
+    f1 = s["macro_f1"] or 0.0
+    metrics = {"precision": s["macro_precision"], "recall": s["macro_recall"], "f1": s["macro_f1"],
+               "iou": s["macro_iou"], "macro_f1": s["macro_f1"], "weighted_f1": s["weighted_f1"],
+               "balanced_accuracy": s["balanced_accuracy"], "accuracy": s["accuracy"], "kappa": s["kappa"]}
+    return {"loss": loss, "f1_at_0.5": f1, "threshold": 0.5, "f1": f1, "metrics": metrics,
+            "classes": [{k: r[k] for k in ("value", "name", "precision", "recall", "f1", "iou", "support")}
+                        for r in s["classes"]]}
+
+
+def validate_model_classes(model, x, y, v, loss_fn, device, batch_size: int, n_classes: int, classes=None) -> dict:
+    """Multi-class validation of one network (softmax)."""
+    model.eval()
+
+    def probability(xb):
+        with autocast(device):
+            logits = model(xb)
+        logits = logits.float()
+        return torch.softmax(logits, dim=1), logits
+
+    return validate_classes(probability, x, y, v, device, batch_size, n_classes, loss_fn, classes)
 
 
 def validate_members(members, x, y, v, device, batch_size: int) -> dict:
@@ -534,13 +597,11 @@ def train_model(
     A checkpoint is written after every epoch to `<package>.checkpoint/`; running again with the same settings
     and chips continues from it (same result as an uninterrupted run), and it is deleted once the package exists.
     """
-    from ..models.registry import get_loss
-
     config = config or TrainConfig()
     progress = or_null(progress)
     data = (chips if isinstance(chips, TrainingData)
-            else load_training_data(chips, validation_chips, landslide_classes))
-    loss_fn = get_loss(config.loss, config.positive_weight)
+            else load_training_data(chips, validation_chips, landslide_classes, config.task))
+    loss_fn = make_loss(config, data)
     device = pick_device(config.device)
     run = _start(config, data, device)
     folder, chash = checkpoint_folder(package_path), config_hash(config, data)
@@ -575,6 +636,28 @@ def train_model(
     return result
 
 
+def make_loss(config: TrainConfig, data: TrainingData):
+    """f(output, target, valid) of the configured loss: binary as named, or its multi-class (softmax) form with
+    class weights, nodata and unlabelled pixels ignored."""
+    from ..models.registry import IGNORE_INDEX, get_loss, get_multiclass_loss
+
+    if not data.n_classes:
+        return get_loss(config.loss, config.positive_weight)
+    if config.class_weights is not None and len(config.class_weights) != data.n_classes:
+        names = ", ".join(c["name"] for c in data.chipset.manifest["classes"])
+        raise InputError(f"Give one class weight per class (CLASS_WEIGHTS): {data.n_classes} numbers for {names}; "
+                         f"got {len(config.class_weights)}.")
+    fn = get_multiclass_loss(config.loss, config.class_weights, IGNORE_INDEX)
+
+    def loss(output, target, valid):
+        index = torch.where(valid[:, 0] > 0, target[:, 0].round().long(), torch.full_like(target[:, 0], IGNORE_INDEX,
+                                                                                         dtype=torch.long))
+        return fn(output, index)
+
+    loss.__name__ = config.loss
+    return loss
+
+
 def _start(config: TrainConfig, data: TrainingData, device) -> _Training:
     """The network, optimiser, schedule and sampler of a fresh run (seeded: the same settings give the same run)."""
     from ..models.registry import create_model
@@ -582,7 +665,7 @@ def _start(config: TrainConfig, data: TrainingData, device) -> _Training:
     crop = _check_config(config, data)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    model = create_model(config.architecture, config.encoder, len(data.bands),
+    model = create_model(config.architecture, config.encoder, len(data.bands), classes=max(1, data.n_classes),
                          encoder_weights=config.encoder_weights, **config.model_kwargs).to(device)
     _check_shape(model, len(data.bands), crop, config)
     optimizer_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
@@ -635,7 +718,11 @@ def _close_epoch(run: _Training, data: TrainingData, config: TrainConfig, loss_f
                  train_loss: float, started: float, progress: Progress) -> None:
     """Validate, keep the best epoch, log, and decide on an early stop."""
     x_val, y_val, v_val = data.val
-    val = validate(run.scored, x_val, y_val, v_val, loss_fn, device, config.batch_size * 2)
+    if data.n_classes:  # multi-class: the epoch with the best macro F1
+        val = validate_model_classes(run.scored, x_val, y_val, v_val, loss_fn, device, config.batch_size * 2,
+                                     data.n_classes, data.chipset.manifest["classes"])
+    else:
+        val = validate(run.scored, x_val, y_val, v_val, loss_fn, device, config.batch_size * 2)
     if config.schedule == "plateau":
         run.scheduler.step(val["f1"])
     row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"],
@@ -664,6 +751,8 @@ def _write_trained(package_path, run: _Training, data: TrainingData, config: Tra
     member = {"architecture": config.architecture, "encoder": config.encoder, "model_kwargs": config.model_kwargs,
               "weights": "weights.safetensors", "weight": 1.0, "loss": config.loss,
               "learning_rate": config.learning_rate, "validation_f1": val["f1"]}
+    if data.n_classes:
+        member["out_channels"] = data.n_classes
     manifest = make_manifest(
         members=[member], input_bands=data.bands, band_stats=data.chipset.stats,
         threshold=val["threshold"], classes=data.chipset.manifest["classes"],
@@ -673,6 +762,8 @@ def _write_trained(package_path, run: _Training, data: TrainingData, config: Tra
                   "best_epoch": best["epoch"], "chip_tile_size": int(data.chipset.manifest["tile_size"]),
                   "seconds": seconds, "config_hash": chash, "history": history},
         provenance={"chips": str(data.chipset.folder)},
+        task="multiclass_segmentation" if data.n_classes else "binary_segmentation",
+        validation_classes=val.get("classes"),
     )
     package = write_package(package_path, manifest, [best["state"]])
     curves_csv, curves_png = write_curves(Path(package_path), history)

@@ -26,7 +26,7 @@ from rasterio.windows import Window
 
 from .. import raster
 from .tile_writer import TileWriter, world_file_text, write_text
-from .chipset import ChipSet, binary_manifest
+from .chipset import ChipSet, binary_manifest, multiclass_manifest, multiclass_table
 from ..labels import IGNORE, LabelClass, hex_rgb, mark_landslide_classes, raster_window_bounds
 from .splits import assign_splits
 from .statistics import BandStatistics
@@ -277,7 +277,7 @@ def classified_tiles_band_names(descriptions: set[tuple[str, ...]], emd: dict, c
 
 def read_classified_tiles(folder: str | Path, landslide_classes=None, *, max_bytes: int = 4 << 30,
                           validation_fraction: float = 0.2, split_block_size: float | None = None,
-                          seed: int = 0) -> ChipSet:
+                          seed: int = 0, task: str = "binary") -> ChipSet:
     """An ArcGIS Classified Tiles folder as a ChipSet (labels 0/1/255, NaN nodata, a spatially blocked split).
 
     Image cells that are 0 in every band are NoData (ArcGIS writes NoData so; its accumulated statistics leave
@@ -292,7 +292,12 @@ def read_classified_tiles(folder: str | Path, landslide_classes=None, *, max_byt
                          f"classification) can train a landslide segmentation model.")
     ours = _read_json(folder / "chips.json") if (folder / "chips.json").exists() else None
     pairs = tile_pairs(folder)
-    classes = _choose_landslides(_classes(folder, emd, ours), landslide_classes, ours, folder)
+    if task == "multiclass":  # every class is learnt: channel indexes of the class table, background first
+        classes = _classes(folder, emd, ours)
+        table, class_lut = multiclass_table(classes)
+    else:
+        classes = _choose_landslides(_classes(folder, emd, ours), landslide_classes, ours, folder)
+        class_lut = None
     landslide_values = [c.value for c in classes if c.landslide]
     size = (int(emd["ImageHeight"]), int(emd["ImageWidth"])) if "ImageHeight" in emd else None
     with raster.reading(pairs[0][0]), rasterio.open(pairs[0][0]) as first:
@@ -322,7 +327,7 @@ def read_classified_tiles(folder: str | Path, landslide_classes=None, *, max_byt
                 raise InputError(f"Label tile '{label_path.relative_to(folder)}' is {src.count}×{src.height}×"
                                  f"{src.width}; it must be one band of {size[0]}×{size[1]} like its image.")
             values = src.read(1)
-        lab = np.isin(values, landslide_values).astype(np.uint8)
+        lab = class_lut[values] if class_lut is not None else np.isin(values, landslide_values).astype(np.uint8)
         lab[~np.all(np.isfinite(images[i]), axis=0)] = IGNORE
         labels[i] = lab
     splits = _splits(folder, pairs, origins, labels, size, pixel, validation_fraction, split_block_size, seed)
@@ -338,7 +343,9 @@ def read_classified_tiles(folder: str | Path, landslide_classes=None, *, max_byt
     manifest = {"format": "landslide_mapper.chips", "layout": "arcgis", "bands": names, "tile_size": size[0],
                 "crs": crs.to_wkt() if crs else None, "pixel_size": list(pixel),
                 "source": {"classified_tiles": str(folder)}}
-    return ChipSet(folder, binary_manifest(manifest, classes), stats, images, labels, splits)
+    carried = multiclass_manifest(manifest, table, classes) if task == "multiclass" else \
+        binary_manifest(manifest, classes)
+    return ChipSet(folder, carried, stats, images, labels, splits)
 
 
 def _splits(folder, pairs, origins, labels, size, pixel, validation_fraction, block_size, seed) -> np.ndarray:

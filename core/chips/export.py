@@ -16,7 +16,8 @@ from ...common.outputs import atomic_output
 from ...common.progress import Progress, SubProgress, or_null
 from .cutting import Cutter, cut_grid, cut_random, survey_labels
 from ..labels import (
-    IGNORE, LabelReader, class_table, hits, landslide_lut, mark_landslide_classes, open_labels, read_polygons,
+    IGNORE, LabelReader, class_table, hits, landslide_lut, mark_landslide_classes, open_labels, raster_class_table,
+    read_polygons,
 )
 from .layouts import CHIP_FOLDER, CHIP_FORMAT, LAYOUTS, LAYOUT_WRITERS, prepare_output_folder, write_index
 from .preview import write_preview
@@ -178,7 +179,11 @@ def _class_lut(labels, survey, labels_path, options: LabelOptions) -> np.ndarray
     """The class table completed from a label raster's values, the landslide classes marked; its 0/1 lookup."""
     if labels.raster_path is not None:
         total = sum(survey.hist.values()) if survey.hist else np.zeros(256)
-        labels.classes = class_table(np.flatnonzero(total[1:IGNORE]) + 1)
+        declared = raster_class_table(labels.raster_path)  # names and colours the label raster carries
+        labels.classes = class_table(np.flatnonzero(total[1:IGNORE]) + 1, {v: n for v, (n, _) in declared.items()})
+        for c in labels.classes:
+            if c.value in declared:
+                c.color = declared[c.value][1]
         if not labels.classes:
             raise InputError(f"Label raster '{labels_path}' has no pixel above 0 in the area being cut: "
                              f"nothing to learn landslides from.")

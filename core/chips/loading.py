@@ -12,7 +12,7 @@ import rasterio
 from .. import raster
 from ...common.errors import InputError
 from .arcgis import read_classified_tiles
-from .chipset import ChipSet, binary_manifest
+from .chipset import ChipSet, binary_manifest, check_task, multiclass_manifest, multiclass_table
 from ..labels import CLASSES, classes_from_manifest, landslide_lut, mark_landslide_classes
 from .layouts import CHIP_FORMAT
 
@@ -29,23 +29,25 @@ def is_classified_tiles(folder: Path) -> bool:
 
 
 def load_chips(folder: str | os.PathLike, landslide_classes=None, max_bytes: int = 4 << 30,
-               validation_fraction: float = 0.2, seed: int = 0) -> ChipSet:
+               validation_fraction: float = 0.2, seed: int = 0, task: str = "binary") -> ChipSet:
     """Load a native chip folder or an ArcGIS 'Classified Tiles' folder; labels become 0/1/255.
 
     `landslide_classes` (values or names, e.g. "2") picks the classes that are landslides, all other classes being
     background; None keeps the export's choice (native) or needs a class named 'landslide' or a single class
     (ArcGIS). Folders without our split get a spatially blocked one (`validation_fraction`, `seed`).
+    `task` "multiclass" keeps every class: labels become channel indexes of the class table (background first).
     """
+    check_task(task)
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"Chip folder '{folder}' does not exist.")
     if is_classified_tiles(folder):
         return read_classified_tiles(folder, landslide_classes, max_bytes=max_bytes,
-                                     validation_fraction=validation_fraction, seed=seed)
-    return _load_native(folder, landslide_classes, max_bytes)
+                                     validation_fraction=validation_fraction, seed=seed, task=task)
+    return _load_native(folder, landslide_classes, max_bytes, task)
 
 
-def _load_native(folder: Path, landslide_classes, max_bytes: int) -> ChipSet:
+def _load_native(folder: Path, landslide_classes, max_bytes: int, task: str = "binary") -> ChipSet:
     manifest_path = folder / "chips.json"
     if not manifest_path.exists():
         raise InputError(f"'{folder}' is not a chip folder: chips.json (or an ArcGIS esri_model_definition.emd) "
@@ -63,6 +65,9 @@ def _load_native(folder: Path, landslide_classes, max_bytes: int) -> ChipSet:
                                      f"Chip folder '{folder}'") if landslide_classes is not None else \
         classes_from_manifest(manifest.get("classes", CLASSES))
     lut = landslide_lut(classes)
+    if task == "multiclass":
+        table, lut = multiclass_table(classes_from_manifest(manifest.get("classes", CLASSES)),
+                                      manifest.get("background"))
     n, c, t = len(index), len(manifest["bands"]), int(manifest["tile_size"])
     if n == 0:
         raise InputError(f"Chip folder '{folder}' lists no chips.")
@@ -83,5 +88,6 @@ def _load_native(folder: Path, landslide_classes, max_bytes: int) -> ChipSet:
                     arr[i] = raster.read_float(src, list(range(1, c + 1)))
                 else:
                     arr[i] = lut[src.read(1)]
-    return ChipSet(folder, binary_manifest(manifest, classes), stats, images, labels,
-                   np.array([r["split"] for r in index]))
+    carried = multiclass_manifest(manifest, table, classes) if task == "multiclass" else \
+        binary_manifest(manifest, classes)
+    return ChipSet(folder, carried, stats, images, labels, np.array([r["split"] for r in index]))

@@ -100,6 +100,8 @@ def _int8_sessions(package, log):
     The decision is measured once, when the package's chip folder (its provenance) is at hand, and stored in the
     ONNX cache; without chips, or when int8 costs F1, prediction runs in float32.
     """
+    if getattr(package, "is_multiclass", False):
+        return None  # the int8 decision scores landslide F1; a multi-class network runs in float32
     decision = onnx_runtime.int8_decision(package)
     if decision is None:
         data = validation_chips(package, (package.manifest.get("provenance") or {}).get("chips"))
