@@ -24,7 +24,19 @@ def describe(package: ModelPackage) -> str:
     lines += [f"  {i}. {b} — {describe_band(b)}" for i, b in enumerate(m["input_bands"], start=1)]
     if m.get("pixel_size"):
         lines.append(f"Training pixel size: {m['pixel_size'][0]:g} × {m['pixel_size'][1]:g}")
-    lines.append(f"Tile size: {m['tile_size']} px, decision threshold {m['threshold']:.2f} (chosen on validation)")
+    if package.is_multiclass:
+        lines.append(f"Task: multi-class ({len(m['classes'])} classes; the class map holds the most probable class, "
+                     f"best epoch by macro F1)")
+        per_class = {int(r["value"]): r for r in m.get("validation_classes") or [] if "value" in r}
+        lines.append("Classes (value, name, colour, validation F1):")
+        for c in m["classes"]:
+            f1 = per_class.get(int(c["value"]), {}).get("f1")
+            lines.append(f"  {c['value']}: {c['name']} {c.get('color', '')}"
+                         + (f", F1 {f1:.3f}" if isinstance(f1, (int, float)) else ""))
+        lines.append(f"Tile size: {m['tile_size']} px")
+    else:
+        lines.append(f"Tile size: {m['tile_size']} px, decision threshold {m['threshold']:.2f} (chosen on "
+                     f"validation)")
     vm = m.get("validation_metrics") or {}
     if vm:
         lines.append("Validation: " + ", ".join(f"{k} {v:.3f}" for k, v in vm.items() if isinstance(v, float)))

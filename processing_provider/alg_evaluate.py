@@ -17,7 +17,7 @@ from qgis.core import (
 )
 
 from ..common.errors import InputError
-from ..core.metrics import ObjectRule, evaluate_prediction
+from ..core.metrics import ObjectRule, evaluate_class_map, evaluate_prediction, read_class_table
 from .base import LandslideAlgorithm, extent_or_none, layer_file
 
 METRICS = {"PRECISION": "precision", "RECALL": "recall", "F1": "f1", "MCC": "mcc", "IOU": "iou"}
@@ -26,14 +26,19 @@ LABELS = {"PRECISION": "Precision", "RECALL": "Recall", "F1": "F1 score", "MCC":
 MORE_METRICS = {"BIAS": ("bias", "Frequency bias (mapped / real area)"), "ACCURACY": ("accuracy", "Accuracy"),
                 "KAPPA": ("kappa", "Cohen's kappa"), "TP": ("tp", "True positive pixels"),
                 "FP": ("fp", "False positive pixels"), "FN": ("fn", "False negative pixels"),
-                "TN": ("tn", "True negative pixels")}
+                "TN": ("tn", "True negative pixels"),
+                "BALANCED_ACCURACY": ("balanced_accuracy", "Balanced accuracy (mean recall of the classes)")}
+CLASS_OUTPUTS = {"MACRO_F1": ("macro_f1", "Macro F1 (class map: mean F1 of the classes)"),
+                 "MACRO_IOU": ("macro_iou", "Macro IoU (class map)"),
+                 "WEIGHTED_F1": ("weighted_f1", "Weighted F1 (class map: by pixels in truth)")}
 OBJECT_OUTPUTS = {"LANDSLIDES": ("landslides", "Landslides in truth (objects)"),
                   "DETECTED": ("detected", "Landslides detected"), "MISSED": ("missed", "Landslides missed"),
                   "FALSE_OBJECTS": ("false_objects", "False objects (mapped, not real)"),
                   "OBJECT_RECALL": ("object_recall", "Object recall (share of landslides detected)"),
                   "OBJECT_PRECISION": ("object_precision", "Object precision (share of mapped objects real)")}
-PREDICTION_TYPES = ["Auto (floating point = probability; integer = mask)", "Mask (> 0 = landslide)",
-                    "Probability (cut at the threshold)"]
+PREDICTION_TYPES = ["Auto (floating point = probability; integer = mask; with a class table = class map)",
+                    "Mask (> 0 = landslide)", "Probability (cut at the threshold)",
+                    "Class map (class values such as bedrock / wetland / ravine)"]
 CONNECTIVITY = ["8 neighbours (diagonal pixels join)", "4 neighbours (edges only)"]
 
 
@@ -54,6 +59,17 @@ def parse_size_classes(text: str) -> tuple[float, ...]:
     except ValueError:
         raise InputError(f"Size classes must be numbers in m² separated by commas, e.g. '1000, 5000'; got "
                          f"'{text}'.") from None
+
+
+def _is_class_map(path) -> bool:
+    """An integer raster that carries a class table (a multi-class prediction's class map)."""
+    import numpy as np
+    import rasterio
+
+    with rasterio.open(path) as src:
+        if np.dtype(src.dtypes[0]).kind not in "iu":
+            return False
+    return bool(read_class_table(path))
 
 
 def report_outputs(files: dict) -> dict:
@@ -88,6 +104,13 @@ class EvaluateAlgorithm(LandslideAlgorithm):
         "threshold giving the best F1 and the best MCC.\n"
         "<b>Boundaries</b> (advanced; tolerance > 0): share of mapped outline pixels within the tolerance of a real "
         "outline and the reverse, with their F1 (how the thesis scored ravine lines).\n"
+        "<b>Class maps</b> (multi-class predict output, or any raster of class values with a class table; "
+        "prediction type Class map): truth holds the same class values (a label raster, or polygons whose class "
+        "field holds the values or the class names). Scores per class (precision, recall, F1, IoU, one class "
+        "against all others), their macro (mean of the classes in truth) and weighted (by pixels) averages, "
+        "balanced accuracy (mean recall, the wetland study's score), Cohen's kappa and the confusion matrix as a "
+        "table, CSV and heat map. The confusion map is drawn for one class (CONFUSION_CLASS, value or name; "
+        "default the first class after background). PRECISION, RECALL, F1 and IOU are then macro averages.\n"
         "<b>Report</b>: JSON with every number, plus an HTML page (open it in a browser), the performance diagram "
         "and plots next to it. All numbers are also outputs, for models and batch runs; undefined scores (e.g. no "
         "landslide anywhere) are NaN."
@@ -114,7 +137,9 @@ class EvaluateAlgorithm(LandslideAlgorithm):
                                                        minValue=0.0, maxValue=1.0))
         advanced = [
             self.enum_parameter("PREDICTION_TYPE", "Prediction type", PREDICTION_TYPES,
-                                default=0, keys=["auto", "mask", "probability"]),
+                                default=0, keys=["auto", "mask", "probability", "classes"]),
+            QgsProcessingParameterString("CONFUSION_CLASS", "Class of the confusion map (class map; value or "
+                                         "name; empty = the first after background)", optional=True),
             self.enum_parameter("CONNECTIVITY", "Pixels of one object touch by", CONNECTIVITY,
                                 default=0, keys=["8", "4"]),
             QgsProcessingParameterString("SIZE_CLASSES", "Object size class limits (m²)",
@@ -132,7 +157,7 @@ class EvaluateAlgorithm(LandslideAlgorithm):
                                                                 createByDefault=True))
         for key, label in LABELS.items():
             self.addOutput(QgsProcessingOutputNumber(key, label))
-        for key, (_, label) in {**MORE_METRICS, **OBJECT_OUTPUTS}.items():
+        for key, (_, label) in {**MORE_METRICS, **OBJECT_OUTPUTS, **CLASS_OUTPUTS}.items():
             self.addOutput(QgsProcessingOutputNumber(key, label))
         self.addOutput(QgsProcessingOutputNumber("BEST_THRESHOLD", "Threshold with the best F1 (sweep)"))
         self.addOutput(QgsProcessingOutputNumber("BEST_F1", "Best F1 over thresholds (sweep)"))
@@ -141,6 +166,8 @@ class EvaluateAlgorithm(LandslideAlgorithm):
         self.addOutput(QgsProcessingOutputFile("OUTPUT_PERFORMANCE_DIAGRAM", "Performance diagram (PNG)"))
         self.addOutput(QgsProcessingOutputFile("OUTPUT_SWEEP_CSV", "Scores by threshold (CSV)"))
         self.addOutput(QgsProcessingOutputFile("OUTPUT_SWEEP_PLOT", "Scores by threshold (PNG)"))
+        self.addOutput(QgsProcessingOutputFile("OUTPUT_MATRIX_PLOT", "Confusion matrix heat map (class map; PNG)"))
+        self.addOutput(QgsProcessingOutputFile("OUTPUT_CLASSES_CSV", "Scores per class (class map; CSV)"))
 
     def side_files(self, parameter, path):
         from ..core.metrics.reports import side_files
@@ -155,6 +182,9 @@ class EvaluateAlgorithm(LandslideAlgorithm):
         confusion = self.parameterAsOutputLayer(parameters, "OUTPUT_CONFUSION", context) or None
         report = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context) or None
         kind = self.enum_index(parameters, "PREDICTION_TYPE", context)
+        if kind == 3 or (kind == 0 and _is_class_map(pred_path)):
+            return self._evaluate_classes(parameters, context, progress, pred, pred_path, truth_path, truth_layer,
+                                          area_path, area_layer, confusion, report)
         rule = None
         if self.parameterAsBool(parameters, "OBJECT_METRICS", context):
             rule = ObjectRule(min_overlap=self.parameterAsDouble(parameters, "MIN_OVERLAP", context),
@@ -187,4 +217,27 @@ class EvaluateAlgorithm(LandslideAlgorithm):
         outputs["BEST_THRESHOLD"] = number(best.get("threshold"))
         outputs["BEST_F1"] = number(best.get("f1"))
         outputs["BOUNDARY_F1"] = number((ev.boundary or {}).get("boundary_f1"))
+        return outputs
+
+    def _evaluate_classes(self, parameters, context, progress, pred, pred_path, truth_path, truth_layer, area_path,
+                          area_layer, confusion, report) -> dict:
+        """A class map: per-class scores, macro averages, confusion matrix, confusion map of one class."""
+        ev = evaluate_class_map(
+            pred_path, truth_path, confusion, report,
+            confusion_class=self.parameterAsString(parameters, "CONFUSION_CLASS", context).strip() or None,
+            truth_field=self.parameterAsString(parameters, "TRUTH_FIELD", context) or "class",
+            truth_layer=truth_layer, area_path=area_path, area_layer=area_layer,
+            extent=extent_or_none(self, parameters, "EXTENT", context, pred.crs()), name=pred.name(),
+            progress=progress)
+        if confusion:
+            self.style_output(context, confusion, "confusion.qml")
+        m = ev.metrics
+        outputs = {"OUTPUT_CONFUSION": confusion, "OUTPUT_REPORT": report, **report_outputs(ev.files),
+                   "OUTPUT_MATRIX_PLOT": str(ev.files["matrix_png"]) if "matrix_png" in ev.files else None,
+                   "OUTPUT_CLASSES_CSV": str(ev.files["classes_csv"]) if "classes_csv" in ev.files else None}
+        outputs.update({key: number(m.get(f"macro_{name}")) for key, name in METRICS.items()})
+        outputs.update({key: number(m.get(name)) for key, (name, _) in MORE_METRICS.items()})
+        outputs.update({key: number(m.get(name)) for key, (name, _) in CLASS_OUTPUTS.items()})
+        outputs.update({key: float("nan") for key in OBJECT_OUTPUTS})
+        outputs.update(BEST_THRESHOLD=float("nan"), BEST_F1=float("nan"), BOUNDARY_F1=float("nan"))
         return outputs

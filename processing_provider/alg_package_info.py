@@ -27,6 +27,8 @@ class PackageInfoAlgorithm(LandslideAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("MEMBERS", "Networks in the package"))
         self.addOutput(QgsProcessingOutputNumber("THRESHOLD", "Decision threshold"))
         self.addOutput(QgsProcessingOutputNumber("F1", "Validation F1"))
+        self.addOutput(QgsProcessingOutputString("TASK", "Task (binary_segmentation or multiclass_segmentation)"))
+        self.addOutput(QgsProcessingOutputString("CLASSES", "Classes (value=name, comma-separated)"))
 
     def compute(self, parameters, context, feedback, progress):
         from ..core.package_summary import describe
@@ -38,4 +40,5 @@ class PackageInfoAlgorithm(LandslideAlgorithm):
         f1 = (package.manifest.get("validation_metrics") or {}).get("f1")
         return {"SUMMARY": summary, "INPUT_BANDS": ",".join(package.input_bands),
                 "MEMBERS": len(package.manifest["members"]), "THRESHOLD": package.threshold,
-                "F1": float("nan") if f1 is None else float(f1)}
+                "F1": float("nan") if f1 is None else float(f1), "TASK": package.task,
+                "CLASSES": ",".join(f"{c['value']}={c['name']}" for c in package.classes)}

@@ -61,6 +61,12 @@ class PredictAlgorithm(LandslideAlgorithm):
         "<b>Polygons</b>: one feature per landslide with area (m²), mean and max probability and max slope; pieces "
         "closer than the merge distance become one landslide (buffer-dissolve), and objects smaller than the "
         "minimum area are dropped (the thesis used 5 m and 5,000 m²).\n"
+        "<b>Multi-class models</b> (trained with TASK multiclass, e.g. bedrock / wetland / ravines): the probability "
+        "output holds one band per class (probability_&lt;class&gt;, ensembles and TTA average them), the mask "
+        "output is the class map (the most probable class per pixel, paletted in the model's colours, class names "
+        "as categories so the legend lists them), and polygons carry class and class_name fields; exclusion "
+        "rules send vetoed pixels to background, and CLASS_MIN_AREAS sets a minimum area per class. The threshold "
+        "does not apply.\n"
         "<b>Large areas</b> (advanced): with a Dask scheduler address (DASK_SCHEDULER) the raster is predicted in "
         "strips on that cluster's workers, which read the inputs and write their strips beside the outputs (paths "
         "every worker sees); with WORKERS > 1 and no address, on that many local worker processes. The maps are "
@@ -102,6 +108,9 @@ class PredictAlgorithm(LandslideAlgorithm):
             QgsProcessingParameterNumber("OVERLAP", "Minimum tile overlap (pixels; empty = the model's)",
                                          optional=True, minValue=0),
             QgsProcessingParameterNumber("BATCH_SIZE", "Tiles per batch", defaultValue=4, minValue=1),
+            QgsProcessingParameterString("CLASS_MIN_AREAS", "Minimum area per class (multi-class model; e.g. "
+                                         "'bedrock=5000, wetland=2000' in m²; others: the minimum area)",
+                                         optional=True),
             QgsProcessingParameterString("DASK_SCHEDULER", "Dask scheduler address (e.g. tcp://host:8786; empty = "
                                          "this computer)", optional=True),
             QgsProcessingParameterNumber("WORKERS", "Local worker processes (without a scheduler; 1 = in this "
@@ -162,6 +171,14 @@ class PredictAlgorithm(LandslideAlgorithm):
                                                                                  context),
                                            slope_raster=slope),
         )
+        if package.is_multiclass:
+            from ..core.predict.class_polygons import parse_class_areas
+
+            floor = options.polygon_options.min_area_m2
+            options.class_min_area = parse_class_areas(
+                self.parameterAsString(parameters, "CLASS_MIN_AREAS", context), package.classes, floor)
+            return self._predict_classes(package, rasters, PredictOutputs(prob, mask, polygons), options, context,
+                                         progress)
         result = predict_map(package, rasters, PredictOutputs(prob, mask, polygons), options, progress)
         self.style_output(context, prob, "probability.qml")
         outputs = {"OUTPUT_PROBABILITY": prob, "THRESHOLD": result.threshold}
@@ -173,3 +190,20 @@ class PredictAlgorithm(LandslideAlgorithm):
             outputs["OUTPUT_POLYGONS"] = polygons
             outputs["POLYGON_COUNT"] = result.n_polygons
         return outputs
+
+    def _predict_classes(self, package, rasters, outputs, options, context, progress) -> dict:
+        """A multi-class package: class probabilities (one band per class), class map and class polygons, styled
+        with the package's class names and colours."""
+        from ..core.predict import predict_map
+        from .styles import ClassStylePostProcessor
+
+        result = predict_map(package, rasters, outputs, options, progress)
+        result_outputs = {"OUTPUT_PROBABILITY": str(outputs.probability), "THRESHOLD": float("nan")}
+        if outputs.mask:
+            self.style_output(context, str(outputs.mask), ClassStylePostProcessor(package.classes))
+            result_outputs["OUTPUT_MASK"] = str(outputs.mask)
+        if outputs.polygons:
+            self.style_output(context, str(outputs.polygons), ClassStylePostProcessor(package.classes))
+            result_outputs["OUTPUT_POLYGONS"] = str(outputs.polygons)
+            result_outputs["POLYGON_COUNT"] = result.n_polygons
+        return result_outputs

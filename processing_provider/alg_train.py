@@ -18,7 +18,10 @@ from .base import LandslideAlgorithm
 # (batch files store them): append, never reorder.
 ARCHITECTURES = ["Unet", "UnetPlusPlus", "MAnet", "Linknet", "FPN", "PSPNet", "PAN", "DeepLabV3", "DeepLabV3Plus",
                  "ResUNet"]
-LOSSES = ["bce_dice", "bce", "dice", "focal", "jaccard", "tversky", "focal_tversky", "bce_focal_tversky", "lovasz"]
+LOSSES = ["bce_dice", "bce", "dice", "focal", "jaccard", "tversky", "focal_tversky", "bce_focal_tversky", "lovasz",
+          "ce", "ce_dice"]
+TASKS = ["binary", "multiclass"]
+TASK_NAMES = ["Binary: landslide or not (sigmoid)", "Multi-class: every class of the chips (softmax)"]
 OPTIMIZERS = ["adam", "adamw"]
 
 
@@ -49,7 +52,14 @@ class TrainAlgorithm(LandslideAlgorithm):
         "must say which). An ArcGIS folder has no split: whole blocks of tiles (two tiles wide) are held out for "
         "validation, and training tiles overlapping them are left out. Its band names (which predict matches "
         "against the input raster's band descriptions) are the tiles' own band descriptions when every tile has "
-        "the same, else the .emd's band names, else B1…Bn; with B1…Bn, predict says which band mapping to pass."
+        "the same, else the .emd's band names, else B1…Bn; with B1…Bn, predict says which band mapping to pass.\n"
+        "<b>Task</b>: <i>binary</i> (default) learns landslide or not. <i>multiclass</i> learns every class of the "
+        "chips' class table at once (e.g. bedrock, wetland, sharp and smooth ravines, landslides; background is "
+        "class 0): one softmax channel per class, losses ce (cross-entropy), ce_dice, dice or focal in their "
+        "multi-class forms (bce and bce_dice mean ce and ce_dice there), optional class weights (one per class, "
+        "background first, e.g. <i>0.5,1,1,2</i>); nodata and unlabelled pixels are ignored. The best epoch is "
+        "the one with the highest macro F1 (mean F1 of the classes), and the package keeps the class table "
+        "(values, names, colours), so predict writes a class map with a legend. Landslide classes do not apply."
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
@@ -65,7 +75,10 @@ class TrainAlgorithm(LandslideAlgorithm):
         self.addParameter(QgsProcessingParameterNumber("PATIENCE", "Early-stopping patience (epochs)",
                                                        defaultValue=5, minValue=1))
         self.addParameter(self.enum_parameter("DEVICE", "Device", DEVICES, default=0))
+        self.addParameter(self.enum_parameter("TASK", "Task", TASK_NAMES, default=0, keys=TASKS))
         advanced = [
+            QgsProcessingParameterString("CLASS_WEIGHTS", "Class weights (multi-class; comma-separated, one per "
+                                         "class, background first; empty = equal)", optional=True),
             QgsProcessingParameterNumber("ITERATIONS", "Batches per epoch (0 = one pass over the chips)",
                                          defaultValue=0, minValue=0),
             QgsProcessingParameterNumber("ENCODER_DEPTH", "Encoder depth (3–5; smaller is faster)", defaultValue=5,
@@ -142,6 +155,8 @@ class TrainAlgorithm(LandslideAlgorithm):
             augment=self.parameterAsBool(parameters, "AUGMENT", context),
             brightness=self.parameterAsDouble(parameters, "BRIGHTNESS", context),
             noise=self.parameterAsDouble(parameters, "NOISE", context),
+            task=TASKS[self.enum_index(parameters, "TASK", context)],
+            class_weights=_class_weights(self.parameterAsString(parameters, "CLASS_WEIGHTS", context)),
         )
         result = train_model(
             self.parameterAsFile(parameters, "CHIPS", context),
@@ -153,3 +168,17 @@ class TrainAlgorithm(LandslideAlgorithm):
         )
         return {"OUTPUT": str(result.package), "F1": result.validation["f1"], "THRESHOLD": result.threshold,
                 "CURVES": str(result.curves_csv), "CURVES_PLOT": str(result.curves_png)}
+
+
+def _class_weights(text: str) -> list[float] | None:
+    """'0.5, 1, 2' → [0.5, 1.0, 2.0]; empty → None (equal weights)."""
+    from ..common.errors import InputError
+
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        return [float(t) for t in text.replace(";", ",").split(",") if t.strip()]
+    except ValueError:
+        raise InputError(f"Class weights (CLASS_WEIGHTS) must be numbers separated by commas, one per class "
+                         f"(background first), e.g. '0.5,1,1'; not '{text}'.") from None

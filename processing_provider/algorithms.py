@@ -9,12 +9,14 @@ from .alg_predict import PredictAlgorithm
 from .alg_s1_composite import S1CompositeAlgorithm
 from .alg_s2_composite import S2CompositeAlgorithm
 from .alg_simulate_event import SimulateEventAlgorithm
+from .alg_simulate_geology import SimulateGeologyAlgorithm
 from .alg_terrain import TerrainAlgorithm
 from .alg_train import TrainAlgorithm
 from .alg_train_ensemble import TrainEnsembleAlgorithm
 
 ALGORITHMS = [
     SimulateEventAlgorithm,
+    SimulateGeologyAlgorithm,
     S2CompositeAlgorithm,
     S1CompositeAlgorithm,
     TerrainAlgorithm,

@@ -14,6 +14,7 @@ from qgis.core import (
     QgsProcessingFeedback,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
+    QgsProcessingLayerPostProcessorInterface,
 )
 
 from ..common.errors import Canceled, InputError
@@ -198,7 +199,8 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
     def style_output(self, context: QgsProcessingContext, layer_id: str, qml: str | None) -> None:
         """Style an output with ui/styles/<qml> (None: a change stack) when it is loaded into the project."""
         if context.willLoadLayerOnCompletion(layer_id):
-            processor = StylePostProcessor(qml)
+            # a ready post-processor (e.g. styles.ClassStylePostProcessor) or a style file of ui/styles
+            processor = qml if isinstance(qml, QgsProcessingLayerPostProcessorInterface) else StylePostProcessor(qml)
             self._post_processors.append(processor)
             context.layerToLoadOnCompletionDetails(layer_id).setPostProcessor(processor)
 

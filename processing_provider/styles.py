@@ -90,3 +90,56 @@ class StylePostProcessor(QgsProcessingLayerPostProcessorInterface):
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (Qt naming)
         if isinstance(layer, (QgsRasterLayer, QgsVectorLayer)):
             apply_style(layer, self.qml)
+
+
+def class_style_table(layer, classes: list[dict] | None = None) -> list[tuple[int, str, str]]:
+    """(value, name, colour) of a class map or class polygons: `classes` (a package's), else the raster's own."""
+    if classes:
+        return [(int(c["value"]), str(c["name"]), str(c.get("color") or "#808080")) for c in classes]
+    if isinstance(layer, QgsRasterLayer):
+        from ..core.labels import raster_class_table
+
+        return [(v, n, col) for v, (n, col) in sorted(raster_class_table(layer.source()).items())]
+    return []
+
+
+def apply_class_style(layer, classes: list[dict] | None = None) -> bool:
+    """A class map as a paletted layer (one legend entry per class, named, in the package's colours); class
+    polygons categorised by their `class` field the same way. False when no class table is known."""
+    from qgis.core import (QgsCategorizedSymbolRenderer, QgsFillSymbol, QgsPalettedRasterRenderer,
+                           QgsRendererCategory)
+    from qgis.PyQt.QtGui import QColor
+
+    table = class_style_table(layer, classes)
+    if not table:
+        return False
+    if isinstance(layer, QgsRasterLayer):
+        entries = []
+        for value, name, colour in table:
+            qcolour = QColor(colour[:7])
+            if len(colour) == 9:  # #rrggbbaa: the class table's own transparency (e.g. background)
+                qcolour.setAlpha(int(colour[7:9], 16))
+            entries.append(QgsPalettedRasterRenderer.Class(value, qcolour, name))
+        layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), 1, entries))
+    elif isinstance(layer, QgsVectorLayer) and layer.fields().indexOf("class") >= 0:
+        categories = []
+        for value, name, colour in table:
+            symbol = QgsFillSymbol.createSimple({"color": colour[:7], "outline_color": "#333333",
+                                                 "outline_width": "0.2"})
+            categories.append(QgsRendererCategory(value, symbol, name))
+        layer.setRenderer(QgsCategorizedSymbolRenderer("class", categories))
+    else:
+        return False
+    layer.triggerRepaint()
+    return True
+
+
+class ClassStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
+    """Styles a class map or class polygons from a class table once QGIS has loaded them."""
+
+    def __init__(self, classes: list[dict] | None = None):
+        super().__init__()
+        self.classes = classes
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (Qt naming)
+        apply_class_style(layer, self.classes)

@@ -121,9 +121,9 @@ def evaluate_class_map(
     if all(c.value != 0 for c in table):
         table = [ClassInfo(0, "background", "#000000"), *table]
     chosen = _pick_class(table, confusion_class)
-    if out_confusion and chosen is None:
-        raise InputError("A confusion map (OUTPUT_CONFUSION) of a class map needs the class to draw "
-                         "(CONFUSION_CLASS, a class value or name).")
+    if out_confusion and chosen is None:  # the first class that is not background
+        chosen = next((c for c in table if c.value != 0), table[0])
+        progress.log(f"Confusion map drawn for class '{chosen.name}' (CONFUSION_CLASS chooses another).")
     confusion = ClassConfusion([c.value for c in table])
     binary = Confusion()
     with open_sources([prediction_path], truth_path, truth_field, truth_layer, area_path, area_layer,
