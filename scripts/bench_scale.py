@@ -85,3 +85,26 @@ def main(out: Path) -> None:
     print(f"   scale/identical: {'yes' if identical else 'no'}")
     for p in out.glob("[ld]-*.tif"):
         p.unlink()
+    shipped_network_per_worker(out)
+
+
+def shipped_network_per_worker(out: Path, size: int = 2048) -> None:
+    """Mpx/s of one single-thread LocalCluster worker with the shipped network (Unet-resnet34, 1024 px tiles), end
+    to end: what the README's sizing table multiplies by the number of workers."""
+    from bench_inference import make_package, make_raster
+    from distributed import LocalCluster
+
+    from landslide_mapper.core.predict import sliding_window_predict
+    from landslide_mapper.models.package import read_package
+
+    stack = make_raster(out / f"rgb{size}.tif", size)
+    package = read_package(make_package(out / "unet34.lmpkg"))
+    with LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster:
+        started = time.perf_counter()
+        sliding_window_predict(package, stack, out / "u-p.tif", out / "u-m.tif", device="cpu",
+                               dask_scheduler=cluster.scheduler_address)
+        seconds = time.perf_counter() - started
+    print(f"   scale/per-worker-unet-resnet34 Mpx/s: {size * size / 1e6 / seconds:.3f} ({size}² in {seconds:.1f} s, "
+          f"one single-thread worker, end to end)")
+    for p in out.glob("u-*.tif"):
+        p.unlink()

@@ -44,7 +44,6 @@ CANCEL = "CANCELED"  # written by the client to stop the strips still running
 CONNECT_TIMEOUT = 20  # seconds to reach a scheduler
 WORKER_WAIT = 120  # seconds to wait for a scheduler's first worker
 STOP_WAIT = 300  # seconds a cancel waits for running strips to stop (each stops at its next batch)
-MIN_STRIP_TILE_ROWS = 4  # a strip recomputes one tile row of halo: keep that ≤ 25 % of its work
 
 
 @dataclass(frozen=True)
@@ -89,10 +88,10 @@ def plan_strips(grid: TileGrid, strip_rows: int) -> list[tuple[int, int]]:
 
 
 def even_strips(grid: TileGrid, workers: int) -> list[tuple[int, int]]:
-    """Two strips per worker (balance; a lost worker loses little), each of at least MIN_STRIP_TILE_ROWS tile rows,
-    with boundaries placed so every strip computes about as many tile rows (its halo included)."""
-    k = len(grid.rows)
-    n = max(1, min(2 * max(workers, 1), k // MIN_STRIP_TILE_ROWS))
+    """Strips that finish soonest on `workers` workers: each strip computes its tile rows plus one halo row, so more
+    strips cost more work; the count minimises rounds × tile rows per strip, boundaries balance the strips."""
+    k, workers = len(grid.rows), max(workers, 1)
+    n = min(range(1, k + 1), key=lambda m: (math.ceil(m / workers) * (k + m - 1) / m, -m))
     per = (k + n - 1) / n  # tile rows each strip computes: the k rows plus one halo row per boundary
     bounds = sorted({min(k - 1, max(1, round(1 + i * (per - 1)))) for i in range(1, n)})
     starts = [0] + [grid.rows[b] for b in bounds]

@@ -45,7 +45,7 @@ class PredictOptions:
     cog: bool = True
     dask_scheduler: str = ""  # address of a Dask scheduler: predict in strips on its workers (core/predict/distributed)
     workers: int = 1  # without a scheduler and > 1: a LocalCluster of that many single-thread worker processes
-    strip_rows: int | None = None  # rows per strip on a cluster (None: two strips per worker, ≥ 4 tile rows each)
+    strip_rows: int | None = None  # rows per strip on a cluster (None: as many as finish soonest)
     class_min_area: dict[int, float] | None = None  # multi-class polygons: minimum area (m²) per class value
 
 
