@@ -368,11 +368,10 @@ def test_label_polygons_with_nan_coordinates_are_refused_naming_the_feature(land
     feature.SetField("class", 1)
     feature.SetGeometry(polygon)
     layer.CreateFeature(feature)
-    raising = ogr.GetUseExceptions()
-    ogr.DontUseExceptions()  # the layer's NaN extent cannot be stored when it is closed (the feature is)
-    ds = None
-    if raising:
-        ogr.UseExceptions()
+    try:
+        ds = None  # the layer's NaN extent cannot be stored when it is closed (the feature is)
+    except RuntimeError:  # raised when GDAL exceptions are on (whichever test turned them on)
+        pass
     refused("export_chips", {"INPUT": p["stack"], "LABELS": str(path), "TILE_SIZE": 32,
                              "OUTPUT_FOLDER": str(out / "chips")},
             inputs, out, r"Label layer \(LABELS\) '.*labels_nan\.gpkg': feature 1 has coordinates that are not "
