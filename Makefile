@@ -28,12 +28,13 @@ RUN_ENV = QT_QPA_PLATFORM=offscreen PYTHONPATH="$(CURDIR)/$(IMPORT_DIR)$${PYTHON
 PYTEST_ARGS ?=
 BENCH ?=
 
-.PHONY: help setup apt-packages import-link test demo demo-iburi bench styles models screenshots install-plugin zip clean distclean
+.PHONY: help setup apt-packages import-link test demo demo-geology demo-iburi bench styles models screenshots install-plugin zip clean distclean
 
 help:
 	@echo "make setup           install Debian packages (if missing), .venv and Python packages (if changed)"
 	@echo "make test            run the test suite (tests/), headless"
 	@echo "make demo            synthetic event -> trained model -> landslide map -> evaluation, in demo_out/"
+	@echo "make demo-geology    simulated bedrock/wetland/ravine scene -> multi-class U-Net -> class map -> per-class scores"
 	@echo "make demo-iburi      the real 2018 Iburi scene mapped with a model trained on a simulated event"
 	@echo "make bench           timing benchmarks, in bench_out/"
 	@echo "make styles          regenerate ui/styles/*.qml from scripts/make_styles.py"
@@ -74,6 +75,10 @@ test: setup
 
 demo: setup
 	$(RUN_ENV) $(VENV_PY) scripts/demo.py --out demo_out
+
+# Multi-class geological mapping (bedrock, wetlands, sharp/smooth ravines, landslides) on a simulated scene.
+demo-geology: setup
+	$(RUN_ENV) $(VENV_PY) scripts/demo_geology.py --out demo_out/geology
 
 # The real Iburi 2018 scene from ../shared/data, mapped with a model trained on a simulated event.
 demo-iburi: setup
