@@ -79,6 +79,13 @@ def score_rows(alg, outputs: dict) -> list[tuple[str, str, object]]:
         for key, name, label in REPORT_COUNTS:
             if key not in rows and _number(metrics.get(name)) is not None:
                 rows[key] = (key, label, metrics[name])
+        if metrics.get("classes"):  # a class map: one row per class, and no binary-only rows without a value
+            rows = {k: r for k, r in rows.items() if not (isinstance(r[2], float) and not math.isfinite(r[2]))}
+            for c in metrics["classes"]:
+                detail = ", ".join(f"{n} {format_score(c.get(k))}" for k, n in (("precision", "precision"),
+                                                                                   ("recall", "recall"),
+                                                                                   ("iou", "IoU")))
+                rows[f"CLASS_{c['value']}"] = (f"CLASS_{c['value']}", f"F1 of {c['name']} ({detail})", c.get("f1"))
     first = [rows.pop(k) for k in MAIN_SCORES if k in rows]
     return first + list(rows.values())
 

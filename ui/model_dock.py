@@ -378,6 +378,8 @@ class ModelDock(QgsDockWidget):
         outputs = results.get("predict", {})
         self.last_results = outputs
         threshold = float(outputs.get("THRESHOLD", self.threshold_box.value()))
+        classes = (self.manifest or {}).get("classes") if (self.manifest or {}).get("task") == \
+            "multiclass_segmentation" else None  # a class map: styled with the package's names and colours
         layers = []
         for key, title, qml in RESULT_LAYERS:
             if not outputs.get(key):
@@ -385,8 +387,13 @@ class ModelDock(QgsDockWidget):
             layer = load_layer(outputs[key], title)
             if layer is None:
                 continue
-            if key == "OUTPUT_PROBABILITY":
-                style_probability(layer, threshold)
+            if classes and key != "OUTPUT_PROBABILITY":
+                from ..processing_provider.styles import apply_class_style
+
+                apply_class_style(layer, classes)
+            elif key == "OUTPUT_PROBABILITY":
+                if not classes:  # class probabilities: one band per class, drawn as QGIS draws bands
+                    style_probability(layer, threshold)
             else:
                 from ..processing_provider.styles import apply_style
 
@@ -397,7 +404,9 @@ class ModelDock(QgsDockWidget):
         self.last_layers = layers
         seconds = time.monotonic() - self._started
         count = outputs.get("POLYGON_COUNT")
-        summary = f"{int(count)} landslide polygon(s), " if isinstance(count, (int, float)) else ""
-        show_status(self.status, f"Done in {seconds:.0f} s: {summary}threshold {threshold:.2f}. Layers are in the "
+        summary = f"{int(count)} {'class' if classes else 'landslide'} polygon(s), " \
+            if isinstance(count, (int, float)) else ""
+        summary += f"{len(classes)} classes" if classes else f"threshold {threshold:.2f}"
+        show_status(self.status, f"Done in {seconds:.0f} s: {summary}. Layers are in the "
                                  f"group '{self.run_name}'; files in {self.run_folder}.")
         self.runFinished.emit(True, self.run_name)
