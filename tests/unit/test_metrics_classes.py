@@ -99,3 +99,28 @@ def test_class_map_evaluated_against_class_truth_with_report_and_chosen_class_ma
     assert "bedrock" in ev.files["html"].read_text()
     assert json.loads((tmp_path / "report.json").read_text())["metrics"]["macro_f1"] == \
         pytest.approx(ev.metrics["macro_f1"])
+
+
+def test_truth_polygons_with_class_names_are_matched_to_the_class_map_by_name(tmp_path):
+    from osgeo import ogr, osr
+
+    pred = np.zeros((10, 10), np.uint8)
+    pred[:, 5:] = 2  # wetland on the east half; bedrock nowhere
+    table = json.dumps([{"value": c.value, "name": c.name, "color": c.color} for c in CLASSES])
+    _write(tmp_path / "map.tif", pred, tags={CLASS_TABLE_TAG: table})
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32632)
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(tmp_path / "truth.gpkg"))
+    layer = ds.CreateLayer("truth", srs, ogr.wkbPolygon)
+    layer.CreateField(ogr.FieldDefn("class", ogr.OFTString))
+    for name, (x0, x1) in (("Wetland", (50, 100)), ("bedrock", (0, 20))):  # case-insensitive names
+        feat = ogr.Feature(layer.GetLayerDefn())
+        feat.SetField("class", name)
+        feat.SetGeometry(ogr.CreateGeometryFromWkt(f"POLYGON(({x0} 0,{x1} 0,{x1} 100,{x0} 100,{x0} 0))"))
+        layer.CreateFeature(feat)
+    ds = None
+    ev = evaluate_class_map(tmp_path / "map.tif", tmp_path / "truth.gpkg")
+    rows = {r["name"]: r for r in ev.metrics["classes"]}
+    assert rows["wetland"]["support"] == 50 and rows["wetland"]["recall"] == 1.0
+    assert rows["bedrock"]["support"] == 20 and rows["bedrock"]["recall"] == 0.0
+    assert rows["background"]["support"] == 30
