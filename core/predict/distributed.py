@@ -19,7 +19,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +33,6 @@ from ...models.devices import pick_device
 from .. import raster
 from ..postprocess import MaskRules, polygonize_mask
 from .inputs import InputHealth, InputReader, check_pixel_size, refuse_meaningless, warn_sanitised
-from .predictor import Prediction, _statistics, predict_rows
 from .runner import tile_runner
 from .tiling import TileGrid
 from .writer import MapWriter
@@ -69,6 +68,7 @@ class StripJob:
     with_mask: bool
     folder: str
     key: str
+    predict_rows: Callable  # predictor.predict_rows (given by the predictor: this module sits below it)
 
 
 def strip_files(folder: str | os.PathLike, index: int) -> tuple[Path, Path, Path]:
@@ -153,8 +153,8 @@ def run_strip(job: StripJob) -> dict:
         writer = MapWriter(stack, inputs.grid, job.grid, probability, mask if job.with_mask else None,
                            threshold=job.threshold, model=job.model,
                            mask_rules=job.mask_rules if job.with_mask else None, cog=False, rows=job.rows)
-        health = predict_rows(job.grid, inputs, run_tiles, job.mean, job.std, writer, job.batch_size, progress,
-                              rows=job.rows)
+        health = job.predict_rows(job.grid, inputs, run_tiles, job.mean, job.std, writer, job.batch_size,
+                                  progress, rows=job.rows)
     record = {"key": job.key, "index": job.index, "rows": list(job.rows), "width": job.grid.width,
               "files": {p.name: _sha256(p) for p in (probability, mask) if job.with_mask or p == probability},
               "health": _health_dict(health), "absurd": inputs.absurd.tolist()}
@@ -295,52 +295,46 @@ def remove_strip_folder(folder: Path) -> None:
     folder.rmdir()
 
 
-def predict_on_cluster(package, rasters, outputs, options, progress: Progress, tile: int, overlap: int,
-                       threshold: float, sources):
+@dataclass(frozen=True)
+class PredictorParts:
+    """What the predictor lends a cluster run: its statistics, its row predictor (run on the workers) and its result."""
+
+    statistics: Callable  # (package, options, inputs, grid, progress) -> (mean, std)
+    predict_rows: Callable
+    prediction: type
+
+
+def predict_on_cluster(package, rasters, outputs, options, progress: Progress, checked: tuple[int, int, float],
+                       sources, parts: PredictorParts):
     """predict_map on a Dask cluster (options.dask_scheduler) or a LocalCluster (options.workers processes)."""
-    rasters = [os.path.abspath(str(r)) for r in rasters]  # workers open them by path
-    if options.device == "cuda":  # the GPUs are the workers': the client may have none
-        device, engine, engine_name = "cuda", "torch", "PyTorch"
-    else:
-        dev = pick_device(options.device)
-        _, engine_name = tile_runner(package, dev, options.tta, options.engine, progress.log)  # int8 decided here
-        device, engine = dev.type, "torch" if engine_name == "PyTorch" else "onnx"
+    (tile, overlap, threshold), rasters = checked, [os.path.abspath(str(r)) for r in rasters]  # workers open paths
+    device, engine, engine_name = _engine(package, options, progress)
     with ExitStack() as stack:
         stack.enter_context(raster.bounded_gdal_cache())
         inputs = InputReader(stack, rasters, sources)
         check_pixel_size(package, inputs.grid, rasters[0])
         grid = TileGrid.fit(raster.window_from_extent(inputs.grid, options.extent), tile, overlap)
-        mean, std = _statistics(package, options, inputs, grid, progress)
+        mean, std = (np.asarray(a) for a in parts.statistics(package, options, inputs, grid, progress))
     with dask_client(options.dask_scheduler, options.workers, progress) as client:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
         strips = plan_strips(grid, options.strip_rows) if options.strip_rows else even_strips(grid, n_workers)
         with_mask = bool(outputs.mask)
         fields = {"grid": repr(grid), "strips": strips, "sources": sources, "batch": options.batch_size,
                   "engine": engine_name, "device": device, "tta": options.tta, "threshold": threshold,
-                  "mean": np.asarray(mean).tobytes().hex(), "std": np.asarray(std).tobytes().hex(), "mask": with_mask}
+                  "mean": mean.tobytes().hex(), "std": std.tobytes().hex(), "mask": with_mask}
         key = run_key(fields, rasters, package.path, options.mask_rules)
         folder = strip_folder(outputs.probability, key)
         jobs = [StripJob(str(Path(package.path).absolute()), tuple(rasters), tuple(map(tuple, sources)), grid, rows,
-                         i, options.batch_size, engine, engine_name, device, options.tta, np.asarray(mean),
-                         np.asarray(std), threshold, package.path.name,
-                         options.mask_rules if with_mask else None, with_mask, str(folder), key)
+                         i, options.batch_size, engine, engine_name, device, options.tta, mean, std, threshold,
+                         package.path.name, options.mask_rules if with_mask else None, with_mask, str(folder), key,
+                         parts.predict_rows)
                  for i, rows in enumerate(strips)]
         progress.log(f"{len(strips)} strips of ≈{strips[0][1] - strips[0][0]} rows on {n_workers} Dask worker(s) "
                      f"({engine_name} on {device}); strip files in {folder}")
         try:
             records = _run_strips(client, jobs, folder, progress, 85 if outputs.polygons else 95)
-            health = InputHealth(len(sources))
-            absurd = np.zeros(len(sources), np.int64)
-            for record in records:
-                health.merge(_health(record))
-                absurd += np.asarray(record["absurd"], np.int64)
-            refuse_meaningless(package, rasters, sources, options.extent, health, absurd, mean, std)
-            _assemble(folder, len(jobs), outputs, with_mask, threshold, package.path.name)
-            progress.set_progress(85 if outputs.polygons else 100)
-            warn_sanitised(package, rasters, sources, absurd, health, progress)
-            n_polygons = polygonize_mask(outputs.mask, outputs.polygons, outputs.probability,
-                                         options.polygon_options,
-                                         progress=SubProgress(progress, 85, 100)) if outputs.polygons else None
+            health, n_polygons = _finish(package, rasters, sources, outputs, options, progress, records, jobs,
+                                         (mean, std, threshold))
         except (Canceled, InputError):
             remove_strip_folder(folder)  # canceled or refused: nothing to resume
             raise
@@ -354,9 +348,35 @@ def predict_on_cluster(package, rasters, outputs, options, progress: Progress, t
     progress.log(f"Prediction written: {outputs.probability} ({grid.width}×{grid.height} px, {grid.n_tiles} tiles "
                  f"of {grid.tile_h}×{grid.tile_w} px in {len(strips)} strips on {n_workers} Dask worker(s), "
                  f"{engine_name} on {device}, threshold {threshold:.2f})")
-    return Prediction(Path(outputs.probability), Path(outputs.mask) if outputs.mask else None,
-                      Path(outputs.polygons) if outputs.polygons else None, n_polygons, threshold, device,
-                      grid.n_tiles, (grid.tile_h, grid.tile_w), overlap, engine_name, health)
+    return parts.prediction(Path(outputs.probability), Path(outputs.mask) if outputs.mask else None,
+                            Path(outputs.polygons) if outputs.polygons else None, n_polygons, threshold, device,
+                            grid.n_tiles, (grid.tile_h, grid.tile_w), overlap, engine_name, health)
+
+
+def _engine(package, options, progress: Progress) -> tuple[str, str, str]:
+    """(device, engine, engine name) every worker must use: decided once, here (the int8 choice too)."""
+    if options.device == "cuda":  # the GPUs are the workers': the client may have none
+        return "cuda", "torch", "PyTorch"
+    device = pick_device(options.device)
+    _, engine_name = tile_runner(package, device, options.tta, options.engine, progress.log)
+    return device.type, "torch" if engine_name == "PyTorch" else "onnx", engine_name
+
+
+def _finish(package, rasters, sources, outputs, options, progress: Progress, records: list[dict],
+            jobs: list[StripJob], stats) -> tuple[InputHealth, int | None]:
+    """The strips' health merged and checked, the maps assembled, the polygons made from the assembled mask."""
+    mean, std, threshold = stats
+    health, absurd = InputHealth(len(sources)), np.zeros(len(sources), np.int64)
+    for record in records:
+        health.merge(_health(record))
+        absurd += np.asarray(record["absurd"], np.int64)
+    refuse_meaningless(package, rasters, sources, options.extent, health, absurd, mean, std)
+    _assemble(Path(jobs[0].folder), len(jobs), outputs, jobs[0].with_mask, threshold, package.path.name)
+    progress.set_progress(85 if outputs.polygons else 100)
+    warn_sanitised(package, rasters, sources, absurd, health, progress)
+    n_polygons = polygonize_mask(outputs.mask, outputs.polygons, outputs.probability, options.polygon_options,
+                                 progress=SubProgress(progress, 85, 100)) if outputs.polygons else None
+    return health, n_polygons
 
 
 def _run_strips(client, jobs: list[StripJob], folder: Path, progress: Progress, span: float) -> list[dict]:

@@ -93,9 +93,10 @@ def predict_map(package, rasters: str | os.PathLike | Sequence[str | os.PathLike
         raise InputError(f"Model '{package.path.name}' is multi-class; a Dask cluster (DASK_SCHEDULER, WORKERS) "
                          f"predicts binary models only so far. Predict it in this process (WORKERS 1, no address).")
     if options.dask_scheduler or options.workers > 1:
-        from .distributed import predict_on_cluster
+        from .distributed import PredictorParts, predict_on_cluster
 
-        return predict_on_cluster(package, rasters, outputs, options, progress, tile, overlap, threshold, sources)
+        return predict_on_cluster(package, rasters, outputs, options, progress, (tile, overlap, threshold), sources,
+                                  PredictorParts(_statistics, predict_rows, Prediction))
     device = pick_device(options.device)
     run_tiles, engine = tile_runner(package, device, options.tta, options.engine, progress.log)
     with ExitStack() as stack:
