@@ -240,16 +240,22 @@ def dask_client(address: str, workers: int, progress: Progress) -> Iterator[obje
 
 
 def _python_for_workers() -> None:
-    """Inside QGIS sys.executable is QGIS itself: local worker processes must start the Python it embeds."""
+    """Inside QGIS the process is QGIS, and sys.executable a guess (the first python3 on PATH, maybe another build):
+    local worker processes must start the Python that QGIS embeds, or they cannot import its standard library."""
     import multiprocessing
-    import shutil
     import sys
 
-    if Path(sys.executable).name.startswith("python"):
+    running = Path(os.path.realpath("/proc/self/exe")) if os.path.exists("/proc/self/exe") else Path(sys.executable)
+    if running.name.startswith("python"):
         return
-    python = shutil.which(f"python{sys.version_info.major}.{sys.version_info.minor}") or shutil.which("python3")
-    if python:
-        multiprocessing.set_executable(python)
+    base, version = Path(sys.base_exec_prefix), f"{sys.version_info.major}.{sys.version_info.minor}"
+    for python in (base / "bin" / f"python{version}", base / "bin" / "python3", base / "python.exe"):
+        if python.is_file():
+            multiprocessing.set_executable(str(python))
+            return
+    raise InputError(f"Cannot start local Dask worker processes from this application (no Python {version} found in "
+                     f"'{base}'). Start a scheduler and workers yourself (`dask scheduler`, `dask worker`) and give "
+                     f"its address in DASK_SCHEDULER, or set WORKERS to 1.")
 
 
 def _wait_for_workers(client, address: str, progress: Progress) -> None:

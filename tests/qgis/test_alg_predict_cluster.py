@@ -46,9 +46,8 @@ def test_workers_equal_in_process(landslide_provider, scene, tmp_path):
 
 def test_bad_scheduler_address_is_a_clear_message(landslide_provider, scene, tmp_path, monkeypatch):
     import processing
-    from qgis.core import QgsProcessingException
-
     from landslide_mapper.core.predict import distributed
+    from qgis.core import QgsProcessingException
 
     monkeypatch.setattr(distributed, "CONNECT_TIMEOUT", 2)
     _, stack, package = scene
@@ -64,7 +63,7 @@ def test_bad_scheduler_address_is_a_clear_message(landslide_provider, scene, tmp
 def test_qgis_process_on_a_running_scheduler(scene, tmp_path, qgis_process_profile, run_qgis_process):
     from distributed import LocalCluster
 
-    folder, stack, package = scene
+    _, stack, package = scene
     (tmp_path / "ref").mkdir()
     (tmp_path / "dask").mkdir()
     from landslide_mapper.core.predict import sliding_window_predict
@@ -79,3 +78,22 @@ def test_qgis_process_on_a_running_scheduler(scene, tmp_path, qgis_process_profi
     assert result.returncode == 0, result.stdout + result.stderr
     a, b = _read(tmp_path / "ref"), _read(tmp_path / "dask")
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+@pytest.mark.qgis_process
+def test_qgis_process_with_local_workers(scene, tmp_path, qgis_process_profile, run_qgis_process):
+    """Inside qgis_process the process is QGIS and sys.executable a guess: local workers must still start."""
+    from landslide_mapper.core.predict import sliding_window_predict
+    from landslide_mapper.models.package import read_package
+
+    _, stack, package = scene
+    (tmp_path / "ref").mkdir()
+    (tmp_path / "local").mkdir()
+    sliding_window_predict(read_package(package), stack, tmp_path / "ref" / "p.tif", tmp_path / "ref" / "m.tif",
+                           engine="onnx", device="cpu")
+    args = [f"{k}={v}" for k, v in _params(package, stack, tmp_path / "local", WORKERS=2).items()]
+    result = run_qgis_process(["run", "landslide_mapper:predict", "--", *args], qgis_process_profile)
+    assert result.returncode == 0, result.stdout + result.stderr
+    a, b = _read(tmp_path / "ref"), _read(tmp_path / "local")
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert sorted(p.name for p in (tmp_path / "local").iterdir()) == ["m.tif", "p.tif"]
