@@ -228,7 +228,7 @@ def dask_client(address: str, workers: int, progress: Progress) -> Iterator[obje
         _python_for_workers()
         progress.log(f"Starting a local Dask cluster of {workers} single-thread worker processes.")
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=None)
+                               dashboard_address=":0")  # any free port: another cluster may hold 8787
         client = Client(cluster, set_as_default=False)
     try:
         _wait_for_workers(client, address, progress)
