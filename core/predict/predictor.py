@@ -125,7 +125,8 @@ def predict_map(package, rasters: str | os.PathLike | Sequence[str | os.PathLike
                                      progress=SubProgress(progress, 85, 100)) if outputs.polygons else None
     progress.log(f"Prediction written: {outputs.probability} ({grid.width}×{grid.height} px, {grid.n_tiles} tiles "
                  f"of {grid.tile_h}×{grid.tile_w} px, overlap ≥ {overlap} px, {engine} on {device.type}"
-                 f"{', TTA' if options.tta else ''}, threshold {threshold:.2f})")
+                 f"{', TTA' if options.tta else ''}, "
+                 + (f"{len(package.classes)} classes)" if multiclass else f"threshold {threshold:.2f})"))
     return Prediction(Path(outputs.probability), Path(outputs.mask) if outputs.mask else None,
                       Path(outputs.polygons) if outputs.polygons else None, n_polygons, threshold, device.type,
                       grid.n_tiles, (grid.tile_h, grid.tile_w), overlap, engine, health)
