@@ -218,8 +218,8 @@ def dask_client(address: str, workers: int, progress: Progress) -> Iterator[obje
         address = address.strip()
         try:
             client = Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
-        except (OSError, TimeoutError, ValueError, TypeError) as exc:
-            reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        except Exception as exc:  # noqa: BLE001 - any failure to connect is the address's or the scheduler's
+            reason = str(exc).splitlines()[0][:300] if str(exc) else f"not a scheduler address ({type(exc).__name__})"
             raise InputError(
                 f"Could not connect to the Dask scheduler at '{address}' (DASK_SCHEDULER): {reason}. Check the "
                 f"address (e.g. tcp://127.0.0.1:8786) and that the scheduler runs (`dask scheduler`) with workers "

@@ -213,10 +213,11 @@ def test_plan_strips_cover_the_window_on_tile_row_starts():
     assert all(s[0] in grid.rows for s in strips)
 
 
-def test_unreachable_scheduler_is_a_clear_refusal(package, stack, tmp_path, monkeypatch):
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:9", "127.0.0.1:9", "foo", "http://127.0.0.1:8786"])
+def test_unreachable_scheduler_is_a_clear_refusal(package, stack, tmp_path, monkeypatch, address):
     monkeypatch.setattr(distributed, "CONNECT_TIMEOUT", 2)
     with pytest.raises(InputError, match=r"DASK_SCHEDULER.*dask scheduler"):
-        _run(package, stack, tmp_path / "x", dask_scheduler="tcp://127.0.0.1:9")
+        _run(package, stack, tmp_path / "x", dask_scheduler=address)
     assert _leftovers(tmp_path / "x") == []
 
 
