@@ -78,6 +78,14 @@ class ComparePredictionsAlgorithm(LandslideAlgorithm):
         paths = [layer_file(layer, f"prediction {s}")[0] for layer, s in zip(layers, ("A", "B"))]
         names = [self.parameterAsString(parameters, f"NAME_{s}", context) or layer.name()
                  for layer, s in zip(layers, ("A", "B"))]
+        from ..common.errors import InputError
+        from .alg_evaluate import _is_class_map
+
+        for path, s in zip(paths, ("A", "B")):
+            if _is_class_map(path):
+                raise InputError(f"Prediction '{path}' (PREDICTION_{s}) is a class map of a multi-class model; the "
+                                 f"comparison map compares landslide maps (mask or probability). Evaluate each class "
+                                 f"map with 'Evaluate' (per-class scores) instead.")
         truth_path, truth_layer = layer_file(self.parameterAsLayer(parameters, "TRUTH", context), "truth")
         area_path, area_layer = optional_layer_file(self, parameters, "EVALUATION_AREA", context, "evaluation area")
         out_map = self.parameterAsOutputLayer(parameters, "OUTPUT_COMPARISON", context)

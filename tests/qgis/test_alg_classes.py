@@ -75,3 +75,10 @@ def test_multiclass_chain_through_every_algorithm(landslide_provider, tmp_path):
     assert 0 <= ev["BALANCED_ACCURACY"] <= 1
     assert Path(ev["OUTPUT_MATRIX_PLOT"]).exists() and Path(ev["OUTPUT_CLASSES_CSV"]).exists()
     assert "bedrock" in Path(ev["OUTPUT_HTML"]).read_text()
+
+    import pytest
+    from qgis.core import QgsProcessingException
+
+    with pytest.raises(QgsProcessingException, match="class map of a multi-class model"):
+        run("compare_predictions", {"PREDICTION_A": pred["OUTPUT_MASK"], "PREDICTION_B": pred["OUTPUT_MASK"],
+                                    "TRUTH": scene["LABELS_RASTER"], "OUTPUT_COMPARISON": str(tmp_path / "cmp.tif")})
