@@ -65,7 +65,8 @@ class PredictAlgorithm(LandslideAlgorithm):
         "output holds one band per class (probability_&lt;class&gt;, ensembles and TTA average them), the mask "
         "output is the class map (the most probable class per pixel, paletted in the model's colours, class names "
         "as categories so the legend lists them), and polygons carry class and class_name fields; exclusion "
-        "rules send vetoed pixels to background, and CLASS_MIN_AREAS sets a minimum area per class. The threshold "
+        "rules send vetoed pixels to background (only the classes in VETO_CLASSES when given, e.g. a minimum slope "
+        "for landslides only), and CLASS_MIN_AREAS sets a minimum area per class. The threshold "
         "does not apply.\n"
         "<b>Large areas</b> (advanced): with a Dask scheduler address (DASK_SCHEDULER) the raster is predicted in "
         "strips on that cluster's workers, which read the inputs and write their strips beside the outputs (paths "
@@ -111,6 +112,8 @@ class PredictAlgorithm(LandslideAlgorithm):
             QgsProcessingParameterString("CLASS_MIN_AREAS", "Minimum area per class (multi-class model; e.g. "
                                          "'bedrock=5000, wetland=2000' in m²; others: the minimum area)",
                                          optional=True),
+            QgsProcessingParameterString("VETO_CLASSES", "Classes the exclusion rules apply to (multi-class model; "
+                                         "names or values; empty = all but background)", optional=True),
             QgsProcessingParameterString("DASK_SCHEDULER", "Dask scheduler address (e.g. tcp://host:8786; empty = "
                                          "this computer)", optional=True),
             QgsProcessingParameterNumber("WORKERS", "Local worker processes (without a scheduler; 1 = in this "
@@ -172,11 +175,13 @@ class PredictAlgorithm(LandslideAlgorithm):
                                            slope_raster=slope),
         )
         if package.is_multiclass:
-            from ..core.predict.class_polygons import parse_class_areas
+            from ..core.predict.class_polygons import parse_class_areas, parse_class_list
 
             floor = options.polygon_options.min_area_m2
             options.class_min_area = parse_class_areas(
                 self.parameterAsString(parameters, "CLASS_MIN_AREAS", context), package.classes, floor)
+            options.veto_classes = parse_class_list(self.parameterAsString(parameters, "VETO_CLASSES", context),
+                                                    package.classes)
             return self._predict_classes(package, rasters, PredictOutputs(prob, mask, polygons), options, context,
                                          progress)
         result = predict_map(package, rasters, PredictOutputs(prob, mask, polygons), options, progress)

@@ -42,6 +42,23 @@ def parse_class_areas(spec, classes: Sequence[dict], default: float = 0.0) -> di
     return out
 
 
+def parse_class_list(spec, classes: Sequence[dict], parameter: str = "VETO_CLASSES") -> set[int] | None:
+    """'landslide, 3' (class names or values) → {values}; empty → None (the default)."""
+    if spec is None or not str(spec).strip():
+        return None
+    out = set()
+    for token in str(spec).replace(";", ",").split(","):
+        token = token.strip()
+        if not token:
+            continue
+        hits = [int(c["value"]) for c in classes if str(c["name"]).lower() == token.lower() or str(c["value"]) == token]
+        if not hits:
+            listed = ", ".join(f"{c['value']} '{c['name']}'" for c in classes)
+            raise InputError(f"The model has no class '{token}' ({parameter}); its classes are: {listed}.")
+        out.update(hits)
+    return out
+
+
 def polygonize_classes(class_map, out_path, classes: Sequence[dict], probability_path=None,
                        min_area_m2: dict[int, float] | None = None, block: int = raster.DEFAULT_BLOCK,
                        progress: Progress | None = None) -> int:

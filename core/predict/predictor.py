@@ -47,6 +47,7 @@ class PredictOptions:
     workers: int = 1  # without a scheduler and > 1: a LocalCluster of that many single-thread worker processes
     strip_rows: int | None = None  # rows per strip on a cluster (None: as many as finish soonest)
     class_min_area: dict[int, float] | None = None  # multi-class polygons: minimum area (m²) per class value
+    veto_classes: set[int] | None = None  # multi-class: classes the mask rules veto (None: all but background)
 
 
 @dataclass
@@ -108,7 +109,8 @@ def predict_map(package, rasters: str | os.PathLike | Sequence[str | os.PathLike
         if multiclass:  # outputs.mask is the class map, outputs.probability one band per class
             writer = ClassMapWriter(stack, inputs.grid, grid, outputs.probability, outputs.mask,
                                     classes=package.classes, model=package.path.name,
-                                    mask_rules=options.mask_rules if outputs.mask else None, cog=options.cog)
+                                    mask_rules=options.mask_rules if outputs.mask else None, cog=options.cog,
+                                    veto_classes=options.veto_classes)
         else:
             writer = MapWriter(stack, inputs.grid, grid, outputs.probability, outputs.mask, threshold=threshold,
                                model=package.path.name, mask_rules=options.mask_rules if outputs.mask else None,

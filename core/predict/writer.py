@@ -60,15 +60,18 @@ CLASS_TABLE_TAG = "LANDSLIDE_MAPPER_CLASSES"  # as core.metrics.class_evaluation
 class ClassMapWriter:
     """Writes finished rows of a multi-class prediction: per-class probability bands (a COG, one band per class of
     the package) and the class map (uint8 class values of the most probable class, colour table of the package's
-    colours, 255 = nodata). Mask rules veto classes other than the first (background) back to the first."""
+    colours, 255 = nodata). Mask rules veto classes other than the first (background) back to the first; with
+    `veto_classes` (class values) only those classes."""
 
     def __init__(self, stack: ExitStack, src, grid, out_probability, out_class_map, *, classes, model: str,
-                 mask_rules=None, cog: bool = True, rows: tuple[int, int] | None = None):
+                 mask_rules=None, cog: bool = True, rows: tuple[int, int] | None = None, veto_classes=None):
         import json
 
         self.classes = [dict(c) for c in classes]
         self.channels = len(self.classes)
         self.values = np.array([int(c["value"]) for c in self.classes], dtype=np.uint8)
+        vetoed = set(self.values[1:].tolist()) if veto_classes is None else {int(v) for v in veto_classes}
+        self.vetoed = np.array(sorted(vetoed - {int(self.values[0])}), dtype=np.uint8)
         self.window = grid.window
         self.first, end = rows or (0, grid.height)
         width, height = grid.width, end - self.first
@@ -105,6 +108,5 @@ class ClassMapWriter:
                 classes = np.where(finite, self.values[best], CLASS_NODATA).astype(np.uint8)
                 if self.allowed is not None:
                     veto = Window(self.window.col_off + c, self.window.row_off + top, cw, probs.shape[0])
-                    classes[(classes != CLASS_NODATA) & (classes != self.values[0]) & ~self.allowed(veto)] = \
-                        self.values[0]
+                    classes[np.isin(classes, self.vetoed) & ~self.allowed(veto)] = self.values[0]
                 self.class_map.write(classes[None], window=out_win)

@@ -39,7 +39,7 @@ def test_multiclass_chain_through_every_algorithm(landslide_provider, tmp_path):
     assert "Classes (value, name, colour" in info["SUMMARY"]
 
     pred = run("predict", {"PACKAGE": trained["OUTPUT"], "INPUT": stack, "DEVICE": "cpu",
-                           "CLASS_MIN_AREAS": "bedrock=400",
+                           "CLASS_MIN_AREAS": "bedrock=400", "VETO_CLASSES": "landslide",
                            "OUTPUT_PROBABILITY": str(tmp_path / "prob.tif"),
                            "OUTPUT_MASK": str(tmp_path / "classes.tif"),
                            "OUTPUT_POLYGONS": str(tmp_path / "classes.gpkg")})

@@ -94,3 +94,30 @@ def test_minimum_areas_per_class_are_parsed_by_name_or_value():
     assert parse_class_areas("bedrock=5000; 5=200", CLASSES) == {0: 0.0, 3: 5000.0, 5: 200.0}
     with pytest.raises(InputError, match="CLASS_MIN_AREAS"):
         parse_class_areas("granite=3", CLASSES)
+
+
+def test_vetoes_apply_to_the_chosen_classes_only(tmp_path):
+    from landslide_mapper.core.postprocess import MaskRules
+    from landslide_mapper.core.predict.class_polygons import parse_class_list
+
+    package, _ = _package(tmp_path / "m.lmpkg")
+    _stack(tmp_path / "in.tif")
+    with rasterio.open(tmp_path / "in.tif") as src:
+        profile = dict(driver="GTiff", width=src.width, height=src.height, count=1, dtype="float32",
+                       crs=src.crs, transform=src.transform)
+    with rasterio.open(tmp_path / "slope.tif", "w", **profile) as dst:
+        dst.write(np.zeros((1, 64, 64), np.float32))  # flat: a minimum slope vetoes everywhere
+    maps = {}
+    for name, veto in (("free", None), ("all", None), ("wetland", parse_class_list("wetland", CLASSES))):
+        rules = None if name == "free" else MaskRules(slope_raster=str(tmp_path / "slope.tif"), min_slope=5.0)
+        out = PredictOutputs(tmp_path / f"{name}_p.tif", tmp_path / f"{name}.tif")
+        predict_map(package, tmp_path / "in.tif", out, PredictOptions(device="cpu", engine="torch", cog=False,
+                                                                      mask_rules=rules, veto_classes=veto))
+        with rasterio.open(out.mask) as src:
+            maps[name] = src.read(1)
+    assert set(np.unique(maps["all"])) == {0}
+    expected = np.where(maps["free"] == 5, 0, maps["free"])
+    np.testing.assert_array_equal(maps["wetland"], expected)
+    assert (maps["free"] == 3).any() and (maps["free"] == 5).any()
+    with pytest.raises(InputError, match="no class 'granite'"):
+        parse_class_list("granite", CLASSES)
