@@ -84,7 +84,8 @@ def model_card_html(manifest: dict, path: str | Path) -> str:
     return (f"<h3 style='margin:0'>{title}</h3>"
             f"<table cellspacing='0' cellpadding='2'>{table}</table>"
             + classes
-            + f"<p style='margin:4px 0 0 0'><b>Input bands</b></p><table cellspacing='0' cellpadding='1'>{bands}</table>"
+            + "<p style='margin:4px 0 0 0'><b>Input bands</b></p>"
+            + f"<table cellspacing='0' cellpadding='1'>{bands}</table>"
             + (f"<p style='margin:4px 0 0 0'><b>Ensemble members</b></p><ul style='margin:0'>{member_rows}</ul>"
                if member_rows else ""))
 
