@@ -78,6 +78,7 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
 
     def processAlgorithm(self, parameters, context: QgsProcessingContext, feedback: QgsProcessingFeedback):  # noqa: N802
         """Check every output against the inputs, then compute; all outputs appear together or not at all."""
+        outputs, side = [], []
         try:
             outputs = run_outputs(self, parameters, context)
             side = [(param, path, str(s)) for param, path, _, _ in outputs
@@ -86,13 +87,15 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
             with output_run():
                 return self.compute(parameters, context, feedback, FeedbackProgress(feedback))
         except InputError as exc:
-            raise QgsProcessingException(str(exc)) from None
+            raise QgsProcessingException(_naming_output(str(exc), outputs, side)) from None
         except Canceled as exc:
             detail = str(exc) if str(exc) != Canceled.DEFAULT else ""
             raise QgsProcessingException(f"Canceled by the user; no output was written.{' ' + detail if detail else ''}"
                                          ) from None
         except OSError as exc:  # a full disk, a folder without write permission, a vanished file
-            raise QgsProcessingException(explain_os_error(exc)) from None
+            written = _output_named_in(f"{exc.filename or ''} {exc}", outputs, side)
+            message = explain_os_error(exc, written[1] if written else None)
+            raise QgsProcessingException(_naming_output(message, outputs, side)) from None
         except MemoryError:
             raise QgsProcessingException(
                 f"{self.displayName()} ran out of memory with these settings. Nothing was written. Use smaller "
@@ -232,6 +235,26 @@ def _enum_index(options: list[str], keys: list[str], value) -> int | None:
 
 
 TEMPORARY = "TEMPORARY_OUTPUT"
+
+
+def _output_named_in(text: str, outputs, side=()) -> tuple[str, str] | None:
+    """(parameter, path) of the output a message is about: its path, a file written beside it, or one of their
+    temporary names appears in it."""
+    candidates = [(parameter, path, path) for parameter, path, _, _ in outputs] + list(side)
+    for parameter, main, path in candidates:
+        stem = Path(path).stem
+        named = str(Path(path).parent) in text and f"'{Path(path).name}'" in text
+        if str(path) in text or named or (stem and f"/.{stem}." in text):
+            return parameter, main
+    return None
+
+
+def _naming_output(message: str, outputs, side=()) -> str:
+    """A write failure's message led by the output parameter (and its file) it is about."""
+    if not message.startswith(("Not enough space", "Could not write", "Could not create", "Writing", "No permission")):
+        return message
+    found = _output_named_in(message, outputs, side)
+    return message if found is None else f"{found[0]} ('{Path(found[1]).name}'): {message}"
 
 
 def _value_string(value, context) -> str | None:
