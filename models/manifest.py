@@ -421,6 +421,12 @@ def validate_manifest(m, name: str) -> dict:
     _classes(s, m["classes"], multiclass)
     _members(s, m["members"], len(bands), n_channels)
 
+    _record_fields(s, m)
+    return m
+
+
+def _record_fields(s: "_Schema", m: dict) -> None:
+    """The fields a package records for people (grid, names, scores, training, provenance): types only."""
     pixel = m.get("pixel_size")
     if pixel is not None:
         s.expect(isinstance(pixel, list) and len(pixel) == 2 and all(_is_number(v) and v > 0 for v in pixel),
@@ -451,7 +457,6 @@ def validate_manifest(m, name: str) -> dict:
         s.expect(isinstance(training["history"], list), "training.history", "a list", training["history"])
     provenance = s.obj(m, "provenance")
     s.text(provenance, "created", "provenance.created", limit=64)
-    return m
 
 
 def _classes(s: _Schema, classes, multiclass: bool = False) -> None:
