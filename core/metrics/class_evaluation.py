@@ -85,6 +85,37 @@ def _truth_lut(truth, classes: Sequence[ClassInfo], truth_path) -> np.ndarray | 
     return lut
 
 
+def _table_and_chosen(prediction_path, classes, confusion_class, confusion_map: bool, progress: Progress):
+    """The class table (with background) and the class a confusion map is drawn for (None: no map)."""
+    table = class_infos(classes) if classes else read_class_table(prediction_path)
+    if not table:
+        raise InputError(f"Class map '{prediction_path}' (PREDICTION) carries no class table (no category names); "
+                         f"evaluate it as a mask, or write it with the predict algorithm of a multi-class package.")
+    if all(c.value != 0 for c in table):
+        table = [ClassInfo(0, "background", "#000000"), *table]
+    chosen = _pick_class(table, confusion_class)
+    if confusion_map and chosen is None:  # the first class that is not background
+        chosen = next((c for c in table if c.value != 0), table[0])
+        progress.log(f"Confusion map drawn for class '{chosen.name}' (CONFUSION_CLASS chooses another).")
+    return table, chosen
+
+
+def _read_classes(s, w, prediction_path) -> tuple[np.ndarray, np.ndarray]:
+    """Class values of one strip and where they count (inside the evaluation area); whole values only."""
+    from ..labels import rasterize_labels
+
+    data, valid = raster.read_valid(s.predictions[0], 1, w)
+    if data.dtype.kind == "f":
+        bad = valid & (data != np.round(data))
+        if bad.any():
+            raise InputError(f"Class map '{prediction_path}' (PREDICTION) holds {data[bad].flat[0]}; a class map "
+                             f"holds whole class values. For a probability use the binary evaluation "
+                             f"(PREDICTION_TYPE Probability).")
+    if s.area is not None:
+        valid &= rasterize_labels(s.area, s.grid, w) == 1
+    return data, valid
+
+
 def evaluate_class_map(
     prediction_path: str | os.PathLike,
     truth_path: str | os.PathLike,
@@ -109,21 +140,12 @@ def evaluate_class_map(
     nodata in either input and pixels outside the evaluation area are left out. `confusion_class` (value or name)
     gets a TP/FP/FN/TN confusion map in `out_confusion`, as the binary evaluation draws it.
     """
-    from ..chips import LabelReader
-    from .evaluate import STRIP_BLOCK, code_raster, open_sources, strip_windows
+    from ..labels import LabelReader
+    from .evaluate import STRIP_BLOCK, code_raster, confusion_codes, open_sources, strip_windows
 
     progress = or_null(progress)
     name = name or Path(prediction_path).stem
-    table = class_infos(classes) if classes else read_class_table(prediction_path)
-    if not table:
-        raise InputError(f"Class map '{prediction_path}' (PREDICTION) carries no class table (no category names); "
-                         f"evaluate it as a mask, or write it with the predict algorithm of a multi-class package.")
-    if all(c.value != 0 for c in table):
-        table = [ClassInfo(0, "background", "#000000"), *table]
-    chosen = _pick_class(table, confusion_class)
-    if out_confusion and chosen is None:  # the first class that is not background
-        chosen = next((c for c in table if c.value != 0), table[0])
-        progress.log(f"Confusion map drawn for class '{chosen.name}' (CONFUSION_CLASS chooses another).")
+    table, chosen = _table_and_chosen(prediction_path, classes, confusion_class, bool(out_confusion), progress)
     confusion = ClassConfusion([c.value for c in table])
     binary = Confusion()
     with open_sources([prediction_path], truth_path, truth_field, truth_layer, area_path, area_layer,
@@ -140,16 +162,7 @@ def evaluate_class_map(
                     truth = reader(w)
                     if lut is not None:
                         truth = lut[truth]
-                    data, valid = raster.read_valid(s.predictions[0], 1, w)
-                    if data.dtype.kind == "f":
-                        bad = valid & (data != np.round(data))
-                        if bad.any():
-                            raise InputError(f"Class map '{prediction_path}' (PREDICTION) holds {data[bad].flat[0]}; "
-                                             f"a class map holds whole class values. For a probability use the "
-                                             f"binary evaluation (PREDICTION_TYPE Probability).")
-                    if s.area is not None:
-                        from ..chips import rasterize_labels
-                        valid &= rasterize_labels(s.area, s.grid, w) == 1
+                    data, valid = _read_classes(s, w, prediction_path)
                     valid &= truth != IGNORE
                     predicted = np.where(valid, data, 0).astype(np.uint8)
                     try:
@@ -162,9 +175,8 @@ def evaluate_class_map(
                         t = (truth == chosen.value) & valid
                         binary += Confusion.from_arrays(p, t, valid)
                         if dst is not None:
-                            code = np.uint8(TN) - 2 * p.view(np.uint8) - t.view(np.uint8)
-                            code *= valid.view(np.uint8)
-                            dst.write(code[None], window=type(w)(0, w.row_off - s.window.row_off, w.width, w.height))
+                            dst.write(confusion_codes(p, t, valid)[None],
+                                      window=type(w)(0, w.row_off - s.window.row_off, w.width, w.height))
                     progress.set_progress(90.0 * (k + 1) / len(strips))
                 if confusion.matrix.sum() == 0:
                     raise InputError(f"Class map '{prediction_path}' and truth '{truth_path}' share no valid pixel.")

@@ -255,10 +255,7 @@ def evaluate_prediction(
     `out_report` (JSON) gets an HTML report and PNG/CSV files next to it, named after it.
     """
     progress = or_null(progress)
-    if objects is not None:
-        objects.check()
-    if boundary_tolerance < 0:
-        raise InputError(f"The boundary tolerance must be 0 (off) or more pixels; got {boundary_tolerance}.")
+    _check_options(objects, boundary_tolerance)
     name = name or Path(prediction_path).stem
     with open_sources([prediction_path], truth_path, truth_field, truth_layer, area_path, area_layer,
                        extent) as s:
@@ -302,13 +299,20 @@ def evaluate_prediction(
     ev = Evaluation(scores(total), Path(out_confusion) if out_confusion else None, None, boundary=boundary)
     warning = _summarise(ev, truth_objects, mapped_objects, hist, n_pos, truth_path, progress)
     if out_report:
-        info = {"kind": "evaluation", "name": name, "prediction": str(prediction_path), "truth": str(truth_path),
-                "evaluation_area": str(area_path) if area_path else None,
-                "prediction_type": "probability" if probability else "mask",
-                "threshold": threshold if probability else None, "pixels_evaluated": n_valid, "warning": warning}
+        info = dict(kind="evaluation", name=name, prediction=str(prediction_path), truth=str(truth_path),
+                    evaluation_area=str(area_path) if area_path else None, pixels_evaluated=n_valid, warning=warning,
+                    prediction_type="probability" if probability else "mask",
+                    threshold=threshold if probability else None)
         ev.report_path, ev.files = write_evaluation_report(out_report, info, ev)
     progress.set_progress(100.0)
     return ev
+
+
+def _check_options(objects: ObjectRule | None, boundary_tolerance: int) -> None:
+    if objects is not None:
+        objects.check()
+    if boundary_tolerance < 0:
+        raise InputError(f"The boundary tolerance must be 0 (off) or more pixels; got {boundary_tolerance}.")
 
 
 MASK_ADVICE = ("If it is a mask or a class raster, set the prediction type (PREDICTION_TYPE) to Mask; if it is a "
