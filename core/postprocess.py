@@ -103,15 +103,15 @@ class PolygonOptions:
     slope_raster: str | None = None  # adds max_slope to each polygon
 
 
-def _touches_row(env, y: float, eps: float) -> bool:
+def touches_row(env, y: float, eps: float) -> bool:
     # env = (minx, maxx, miny, maxy) from OGR
     return env[2] - eps <= y <= env[3] + eps
 
 
-def _merge_across_border(open_polys: list, new_polys: list, y: float, eps: float) -> tuple[list, list]:
+def merge_across_border(open_polys: list, new_polys: list, y: float, eps: float) -> tuple[list, list]:
     """Union polygons of two strips that share an edge along the strip border y. Returns (merged, untouched_open)."""
-    top = [p for p in new_polys if _touches_row(p.GetEnvelope(), y, eps)]
-    rest = [p for p in new_polys if not _touches_row(p.GetEnvelope(), y, eps)]
+    top = [p for p in new_polys if touches_row(p.GetEnvelope(), y, eps)]
+    rest = [p for p in new_polys if not touches_row(p.GetEnvelope(), y, eps)]
     items = open_polys + top
     parent = list(range(len(items)))
 
@@ -162,7 +162,7 @@ def _metres_to_map_units(distance: float, grid) -> float:
     return distance / (111_320.0 * max(math.cos(math.radians(latitude)), 1e-6))
 
 
-def _equal_area_transform(crs):
+def equal_area_transform(crs):
     """OGR transform to an equal-area CRS when the grid is geographic (areas in m², not degrees²)."""
     from osgeo import osr
 
@@ -186,11 +186,11 @@ def _strip_merged_polygons(src, block: int, progress: Progress) -> list:
         window = Window(0, row, src.width, min(block, src.height - row))
         top_y = (src.transform * (0, row))[1]
         new = _strip_polygons(src, window)
-        current, finished = _merge_across_border(open_polys, new, top_y, eps) if open_polys else (new, [])
+        current, finished = merge_across_border(open_polys, new, top_y, eps) if open_polys else (new, [])
         polys += finished
         bottom_y = (src.transform * (0, row + window.height))[1]
-        open_polys = [p for p in current if _touches_row(p.GetEnvelope(), bottom_y, eps)]
-        polys += [p for p in current if not _touches_row(p.GetEnvelope(), bottom_y, eps)]
+        open_polys = [p for p in current if touches_row(p.GetEnvelope(), bottom_y, eps)]
+        polys += [p for p in current if not touches_row(p.GetEnvelope(), bottom_y, eps)]
         progress.set_progress(80.0 * (k + 1) / n_strips)
     return polys + open_polys
 
@@ -233,7 +233,7 @@ def polygonize_mask(
     with raster.open_raster(mask_path) as src:
         polys = _closed_gaps(_strip_merged_polygons(src, block, progress), options, src)
         crs = src.crs
-        to_area = _equal_area_transform(crs)
+        to_area = equal_area_transform(crs)
 
         def area_m2(geom):
             if to_area is None:
@@ -249,7 +249,7 @@ def polygonize_mask(
                 slope_ds = stack.enter_context(raster.open_raster(options.slope_raster))
                 slope = stack.enter_context(raster.aligned(slope_ds, src))
             with atomic_output(out_path) as tmp, raster.ogr_writing(out_path):
-                ds = ogr.GetDriverByName(_vector_driver(out_path)).CreateDataSource(str(tmp))
+                ds = ogr.GetDriverByName(vector_driver(out_path)).CreateDataSource(str(tmp))
                 srs = osr.SpatialReference()
                 srs.ImportFromWkt(crs.to_wkt())
                 layer = ds.CreateLayer("landslides", srs, ogr.wkbMultiPolygon)
@@ -267,7 +267,7 @@ def polygonize_mask(
                         continue
                     feat = ogr.Feature(layer.GetLayerDefn())
                     feat.SetField("area_m2", float(area))
-                    inside, win = _polygon_pixels(geom, src)
+                    inside, win = polygon_pixels(geom, src)
                     if prob is not None and inside.any():
                         p = raster.read_float(prob, 1, win)[inside]
                         if np.isfinite(p).any():
@@ -311,12 +311,12 @@ def _low_space(path) -> bool:
         return False
 
 
-def _vector_driver(path) -> str:
+def vector_driver(path) -> str:
     ext = os.path.splitext(str(path))[1].lower()
     return {".shp": "ESRI Shapefile", ".geojson": "GeoJSON", ".json": "GeoJSON", ".fgb": "FlatGeobuf"}.get(ext, "GPKG")
 
 
-def _polygon_pixels(geom, grid) -> tuple[np.ndarray, Window]:
+def polygon_pixels(geom, grid) -> tuple[np.ndarray, Window]:
     """Boolean mask of the grid pixels inside `geom`, within the window of its bounding box."""
     minx, maxx, miny, maxy = geom.GetEnvelope()
     win = raster.window_from_extent(grid, (minx, miny, maxx, maxy))

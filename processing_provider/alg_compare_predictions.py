@@ -79,10 +79,10 @@ class ComparePredictionsAlgorithm(LandslideAlgorithm):
         names = [self.parameterAsString(parameters, f"NAME_{s}", context) or layer.name()
                  for layer, s in zip(layers, ("A", "B"))]
         from ..common.errors import InputError
-        from .alg_evaluate import _is_class_map
+        from .alg_evaluate import is_class_map
 
         for path, s in zip(paths, ("A", "B")):
-            if _is_class_map(path):
+            if is_class_map(path):
                 raise InputError(f"Prediction '{path}' (PREDICTION_{s}) is a class map of a multi-class model; the "
                                  f"comparison map compares landslide maps (mask or probability). Evaluate each class "
                                  f"map with 'Evaluate' (per-class scores) instead.")

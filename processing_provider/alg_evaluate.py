@@ -61,7 +61,7 @@ def parse_size_classes(text: str) -> tuple[float, ...]:
                          f"'{text}'.") from None
 
 
-def _is_class_map(path) -> bool:
+def is_class_map(path) -> bool:
     """An integer raster that carries a class table (a multi-class prediction's class map)."""
     import numpy as np
     import rasterio
@@ -182,7 +182,7 @@ class EvaluateAlgorithm(LandslideAlgorithm):
         confusion = self.parameterAsOutputLayer(parameters, "OUTPUT_CONFUSION", context) or None
         report = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context) or None
         kind = self.enum_index(parameters, "PREDICTION_TYPE", context)
-        if kind == 3 or (kind == 0 and _is_class_map(pred_path)):
+        if kind == 3 or (kind == 0 and is_class_map(pred_path)):
             return self._evaluate_classes(parameters, context, progress, pred, pred_path, truth_path, truth_layer,
                                           area_path, area_layer, confusion, report)
         rule = None

@@ -85,6 +85,9 @@ def _truth_lut(truth, classes: Sequence[ClassInfo], truth_path) -> np.ndarray | 
     return lut
 
 
+CONFUSION_CODES = "1=TP,2=FP,3=FN,4=TN,0=nodata"
+
+
 def _table_and_chosen(prediction_path, classes, confusion_class, confusion_map: bool, progress: Progress):
     """The class table (with background) and the class a confusion map is drawn for (None: no map)."""
     table = class_infos(classes) if classes else read_class_table(prediction_path)
@@ -153,10 +156,9 @@ def evaluate_class_map(
         lut = _truth_lut(s.truth, table, truth_path)
         reader = LabelReader(s.truth, s.grid)
         strips = list(strip_windows(s.window, block or STRIP_BLOCK))
-        codes = "1=TP,2=FP,3=FN,4=TN,0=nodata"
         try:
             with code_raster(out_confusion, s.grid, s.window, f"confusion of {chosen.name}" if chosen else "",
-                              codes, {k: CONFUSION_COLOURS[k] for k in (TP, FP, FN, TN)}) as dst:
+                             CONFUSION_CODES, {k: CONFUSION_COLOURS[k] for k in (TP, FP, FN, TN)}) as dst:
                 for k, w in enumerate(strips):
                     check_canceled(progress)
                     truth = reader(w)

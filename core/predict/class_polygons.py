@@ -15,8 +15,8 @@ from .. import raster
 from ...common.errors import InputError
 from ...common.outputs import atomic_output
 from ...common.progress import Progress, check_canceled, or_null
-from ..postprocess import (_equal_area_transform, _merge_across_border, _polygon_pixels, _touches_row,
-                           _vector_driver, check_vector_written)
+from ..postprocess import (equal_area_transform, merge_across_border, polygon_pixels, touches_row,
+                           vector_driver, check_vector_written)
 
 
 def parse_class_areas(spec, classes: Sequence[dict], default: float = 0.0) -> dict[int, float]:
@@ -59,6 +59,40 @@ def parse_class_list(spec, classes: Sequence[dict], parameter: str = "VETO_CLASS
     return out
 
 
+def _class_patches(src, names: dict, background: int, block: int, progress: Progress) -> dict[int, list]:
+    """Polygons of each class but the background, read in strips and merged across strip borders."""
+    from osgeo import ogr
+
+    eps = abs(src.transform.e) * 1e-3
+    done: dict[int, list] = {v: [] for v in names}
+    open_polys: dict[int, list] = {v: [] for v in names}
+    n_strips = -(-src.height // block)
+    for k, row in enumerate(range(0, src.height, block)):
+        check_canceled(progress)
+        window = Window(0, row, src.width, min(block, src.height - row))
+        data = src.read(1, window=window)
+        transform = src.window_transform(window)
+        top_y = (src.transform * (0, row))[1]
+        bottom_y = (src.transform * (0, row + window.height))[1]
+        for value in names:
+            if value == background:
+                continue
+            hit = data == value
+            new = [ogr.CreateGeometryFromJson(json.dumps(g)) for g, _ in
+                   features.shapes(hit.view(np.uint8), mask=hit, transform=transform)] if hit.any() else []
+            if open_polys[value]:
+                current, finished = merge_across_border(open_polys[value], new, top_y, eps)
+            else:
+                current, finished = new, []
+            done[value] += finished
+            open_polys[value] = [p for p in current if touches_row(p.GetEnvelope(), bottom_y, eps)]
+            done[value] += [p for p in current if not touches_row(p.GetEnvelope(), bottom_y, eps)]
+        progress.set_progress(80.0 * (k + 1) / n_strips)
+    for value in names:
+        done[value] += open_polys[value]
+    return done
+
+
 def polygonize_classes(class_map, out_path, classes: Sequence[dict], probability_path=None,
                        min_area_m2: dict[int, float] | None = None, block: int = raster.DEFAULT_BLOCK,
                        progress: Progress | None = None) -> int:
@@ -74,34 +108,8 @@ def polygonize_classes(class_map, out_path, classes: Sequence[dict], probability
     channel = {int(c["value"]): k for k, c in enumerate(classes)}
     minimum = min_area_m2 or {}
     with raster.open_raster(class_map) as src:
-        eps = abs(src.transform.e) * 1e-3
-        done: dict[int, list] = {v: [] for v in names}
-        open_polys: dict[int, list] = {v: [] for v in names}
-        n_strips = -(-src.height // block)
-        for k, row in enumerate(range(0, src.height, block)):
-            check_canceled(progress)
-            window = Window(0, row, src.width, min(block, src.height - row))
-            data = src.read(1, window=window)
-            transform = src.window_transform(window)
-            top_y = (src.transform * (0, row))[1]
-            bottom_y = (src.transform * (0, row + window.height))[1]
-            for value in names:
-                if value == background:
-                    continue
-                hit = data == value
-                new = [ogr.CreateGeometryFromJson(json.dumps(g)) for g, _ in
-                       features.shapes(hit.view(np.uint8), mask=hit, transform=transform)] if hit.any() else []
-                if open_polys[value]:
-                    current, finished = _merge_across_border(open_polys[value], new, top_y, eps)
-                else:
-                    current, finished = new, []
-                done[value] += finished
-                open_polys[value] = [p for p in current if _touches_row(p.GetEnvelope(), bottom_y, eps)]
-                done[value] += [p for p in current if not _touches_row(p.GetEnvelope(), bottom_y, eps)]
-            progress.set_progress(80.0 * (k + 1) / n_strips)
-        for value in names:
-            done[value] += open_polys[value]
-        to_area = _equal_area_transform(src.crs)
+        done = _class_patches(src, names, background, block, progress)
+        to_area = equal_area_transform(src.crs)
 
         def area_m2(geom):
             if to_area is None:
@@ -113,7 +121,7 @@ def polygonize_classes(class_map, out_path, classes: Sequence[dict], probability
         with ExitStack() as stack:
             prob = stack.enter_context(raster.open_raster(probability_path)) if probability_path else None
             with atomic_output(out_path) as tmp, raster.ogr_writing(out_path):
-                ds = ogr.GetDriverByName(_vector_driver(out_path)).CreateDataSource(str(tmp))
+                ds = ogr.GetDriverByName(vector_driver(out_path)).CreateDataSource(str(tmp))
                 srs = osr.SpatialReference()
                 srs.ImportFromWkt(src.crs.to_wkt())
                 layer = ds.CreateLayer("classes", srs, ogr.wkbMultiPolygon)
@@ -134,7 +142,7 @@ def polygonize_classes(class_map, out_path, classes: Sequence[dict], probability
                         feat.SetField("class_name", names[value])
                         feat.SetField("area_m2", float(area))
                         if prob is not None:
-                            inside, win = _polygon_pixels(geom, src)
+                            inside, win = polygon_pixels(geom, src)
                             if inside.any():
                                 p = raster.read_float(prob, channel[value] + 1, win)[inside]
                                 if np.isfinite(p).any():

@@ -11,7 +11,7 @@ WATER, FIELD, GRASS, FOREST, ROCK = 0, 1, 2, 3, 4
 
 
 @dataclass
-class _Waves:
+class Waves:
     """A sum of plane waves Σ a·cos(kx·x + ky·y + φ): smooth, seamless, cheap to evaluate on any window."""
 
     kx: np.ndarray
@@ -21,7 +21,7 @@ class _Waves:
 
     @classmethod
     def draw(cls, rng: np.random.Generator, n: int, wavelengths: tuple[float, float], std: float,
-             exponent: float = 1.0) -> "_Waves":
+             exponent: float = 1.0) -> "Waves":
         """Random directions and phases, log-uniform wavelengths (m), amplitude ∝ wavelength^exponent, total `std`."""
         lam = np.exp(rng.uniform(np.log(wavelengths[0]), np.log(wavelengths[1]), n))
         direction = rng.uniform(0.0, np.pi, n)
@@ -30,8 +30,8 @@ class _Waves:
         amp *= std / np.sqrt(np.sum(amp ** 2) / 2.0)
         return cls(k * np.cos(direction), k * np.sin(direction), amp, rng.uniform(0.0, 2.0 * np.pi, n))
 
-    def plus(self, other: "_Waves") -> "_Waves":
-        return _Waves(*(np.concatenate([a, b]) for a, b in zip(
+    def plus(self, other: "Waves") -> "Waves":
+        return Waves(*(np.concatenate([a, b]) for a, b in zip(
             (self.kx, self.ky, self.amp, self.phase), (other.kx, other.ky, other.amp, other.phase))))
 
     def grid(self, x: np.ndarray, y: np.ndarray, gradient: bool = False):
@@ -101,8 +101,8 @@ class _Valley:
 class _Terrain:
     """Mountains from plane waves and a carved main valley; everything below `floor` is flattened (soft-plus)."""
 
-    relief: _Waves
-    tilt: _Waves
+    relief: Waves
+    tilt: Waves
     valley: _Valley
     sigma: float
     floor: float
@@ -152,10 +152,10 @@ class _Fields:
         v = (-x2 * s + y2 * c) / self.size[1]
         i, j = np.floor(u), np.floor(v)
         hedge = ((u - i) < 0.06) | ((v - j) < 0.08)
-        return _hash01(i, j, self.salt), _hash01(i, j, self.salt + 1), hedge
+        return hash01(i, j, self.salt), hash01(i, j, self.salt + 1), hedge
 
 
-def _hash01(i: np.ndarray, j: np.ndarray, salt: int) -> np.ndarray:
+def hash01(i: np.ndarray, j: np.ndarray, salt: int) -> np.ndarray:
     """A uniform number in [0, 1) per integer pair (splitmix64-style), identical in every window."""
     with np.errstate(over="ignore"):
         h = (i.astype(np.int64).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ \
@@ -173,12 +173,12 @@ class Scene:
     """Every seeded ingredient of a scene, drawn once before any window is computed."""
 
     terrain: _Terrain
-    cover: _Waves      # forest/grass patchiness (std 1)
-    texture: _Waves    # fine texture (std 1)
-    texture2: _Waves   # second fine texture, decorrelated (std 1)
-    pheno: _Waves      # smooth natural change between dates (std 1)
-    moisture: _Waves   # smooth soil-moisture change between dates (std 1)
-    cloud_edge: _Waves  # ragged cloud edges (std 1)
+    cover: Waves      # forest/grass patchiness (std 1)
+    texture: Waves    # fine texture (std 1)
+    texture2: Waves   # second fine texture, decorrelated (std 1)
+    pheno: Waves      # smooth natural change between dates (std 1)
+    moisture: Waves   # smooth soil-moisture change between dates (std 1)
+    cloud_edge: Waves  # ragged cloud edges (std 1)
     fields: _Fields
 
     def classify(self, raw, slope_deg, cover, axis_distance):
@@ -206,8 +206,8 @@ class Scene:
 def draw_scene(rng: np.random.Generator, extent: tuple[float, float]) -> Scene:
     """All seeded fields; `extent` (width, height in m) only places the main valley through the scene."""
     sigma = 280.0
-    relief = _Waves.draw(rng, 24, (1000.0, 6000.0), sigma, exponent=1.5)
-    detail = _Waves.draw(rng, 32, (150.0, 1000.0), 0.012 * sigma, exponent=1.3)
+    relief = Waves.draw(rng, 24, (1000.0, 6000.0), sigma, exponent=1.5)
+    detail = Waves.draw(rng, 32, (150.0, 1000.0), 0.012 * sigma, exponent=1.3)
     relief = relief.plus(detail)
     sigma = float(np.sqrt(np.sum(relief.amp ** 2) / 2.0))
     # the main valley follows low ground: of a few candidate axes through the scene, take the lowest on average
@@ -225,18 +225,18 @@ def draw_scene(rng: np.random.Generator, extent: tuple[float, float]) -> Scene:
                      meander_k=2.0 * np.pi / float(rng.uniform(3000.0, 8000.0)),
                      meander_phase=float(rng.uniform(0.0, 2.0 * np.pi)),
                      river_half_width=float(rng.uniform(12.0, 25.0)))
-    terrain = _Terrain(relief=relief, tilt=_Waves.draw(rng, 3, (15000.0, 40000.0), 25.0), valley=valley, sigma=sigma,
+    terrain = _Terrain(relief=relief, tilt=Waves.draw(rng, 3, (15000.0, 40000.0), 25.0), valley=valley, sigma=sigma,
                        floor=-1.0 * sigma, softness=0.04 * sigma, base=float(rng.uniform(1300.0, 1700.0)))
     fields = _Fields(angle=float(rng.uniform(0, np.pi)), size=(float(rng.uniform(150, 300)),
                                                                 float(rng.uniform(100, 200))),
                      salt=int(rng.integers(0, 2 ** 31)))
     return Scene(
         terrain=terrain,
-        cover=_Waves.draw(rng, 32, (200.0, 3000.0), 1.0, exponent=0.7),
-        texture=_Waves.draw(rng, 16, (40.0, 300.0), 1.0, exponent=0.5),
-        texture2=_Waves.draw(rng, 16, (30.0, 200.0), 1.0, exponent=0.5),
-        pheno=_Waves.draw(rng, 8, (500.0, 4000.0), 1.0),
-        moisture=_Waves.draw(rng, 8, (500.0, 4000.0), 1.0),
-        cloud_edge=_Waves.draw(rng, 10, (100.0, 600.0), 1.0),
+        cover=Waves.draw(rng, 32, (200.0, 3000.0), 1.0, exponent=0.7),
+        texture=Waves.draw(rng, 16, (40.0, 300.0), 1.0, exponent=0.5),
+        texture2=Waves.draw(rng, 16, (30.0, 200.0), 1.0, exponent=0.5),
+        pheno=Waves.draw(rng, 8, (500.0, 4000.0), 1.0),
+        moisture=Waves.draw(rng, 8, (500.0, 4000.0), 1.0),
+        cloud_edge=Waves.draw(rng, 10, (100.0, 600.0), 1.0),
         fields=fields,
     )

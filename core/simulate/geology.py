@@ -22,7 +22,7 @@ from ...common.errors import InputError
 from ...common.outputs import FolderKind, atomic_output, refuse_unsafe_target
 from ...common.progress import Progress, check_canceled, or_null
 from ..raster import DEFAULT_BLOCK, block_windows, count_windows, create_raster
-from .fields import _hash01, _Waves
+from .fields import hash01, Waves
 
 BACKGROUND, BEDROCK, WETLAND, RAVINE_SHARP, RAVINE_SMOOTH, LANDSLIDE = range(6)
 GEOLOGY_CLASSES = [
@@ -131,8 +131,8 @@ class _Geology:
 
     def __init__(self, rng, x0, y0, w_m, h_m, ps):
         self.ps = ps
-        self.relief = _Waves.draw(rng, 12, (800.0, 4000.0), 3.0)
-        self.cover = _Waves.draw(rng, 10, (200.0, 1200.0), 1.0)
+        self.relief = Waves.draw(rng, 12, (800.0, 4000.0), 3.0)
+        self.cover = Waves.draw(rng, 10, (200.0, 1200.0), 1.0)
         area = w_m * h_m / 1e6  # km²
         centre = lambda: (x0 + rng.uniform(0, w_m), y0 - rng.uniform(0, h_m))  # noqa: E731
         self.outcrops = [_blob(rng, *centre(), rng.uniform(8, 16) * ps) for _ in range(max(2, int(3.0 * area)))]
@@ -172,7 +172,7 @@ class _Geology:
         bounds = (x.min(), y.min(), x.max(), y.max())
         z = 30.0 + self.relief.grid(x, y).astype(np.float64)
         labels = np.zeros((h, w), dtype=np.uint8)
-        rough = _hash01(i[:, None], j[None, :], 7) - 0.5
+        rough = hash01(i[:, None], j[None, :], 7) - 0.5
         for b in self.wetlands:
             if _touches(b.bbox(), bounds):
                 r = b.inside(x, y)
@@ -203,7 +203,7 @@ class _Geology:
         cover = self.cover.grid(x, y)
         refl = _REFLECTANCE[labels].transpose(2, 0, 1).copy()
         refl *= (1.0 + 0.08 * cover)[None]
-        noise = np.stack([_hash01(i[:, None], j[None, :], 11 + b) - 0.5 for b in range(4)]).astype(np.float32)
+        noise = np.stack([hash01(i[:, None], j[None, :], 11 + b) - 0.5 for b in range(4)]).astype(np.float32)
         refl += 0.02 * noise * refl / 0.1
         return z.astype(np.float32), refl, labels
 
