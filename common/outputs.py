@@ -79,6 +79,8 @@ def _move_parts(source: Path, target: Path) -> None:
 def _pid_alive(pid: int) -> bool:
     if pid == os.getpid():
         return True
+    if os.name != "posix":  # Windows has no harmless probe (os.kill would end that process): age decides there
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -103,7 +105,7 @@ def sweep_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     for p in siblings:
         m = _OURS.match(p.name)
         if m and _names(m.group("stem"), path):
-            stale = not _pid_alive(int(m.group("pid")))
+            stale = not _pid_alive(int(m.group("pid"))) or (os.name != "posix" and _older_than(p, 86400.0))
         else:
             m = _LEGACY.match(p.name)
             stale = bool(m) and _names(m.group("stem"), path) and _older_than_run(p)
@@ -117,6 +119,13 @@ def _names(stem: str, path: Path) -> bool:
     """True when a temporary's stem is that of `path` (or of a temporary of it: COG staging files)."""
     stem = stem.lstrip(".")
     return stem == path.stem or stem.startswith(path.stem + ".")
+
+
+def _older_than(p: Path, seconds: float) -> bool:
+    try:
+        return p.stat().st_mtime < time.time() - seconds
+    except OSError:
+        return False
 
 
 def _older_than_run(p: Path) -> bool:
