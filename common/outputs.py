@@ -330,7 +330,7 @@ def atomic_output(path: str | os.PathLike, is_dir: bool = False, *, undo_with_ru
     path = normalised(path)
     refuse_unsafe_target(path, is_dir, kind=kind)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(path.parent)  # a failed run removes the folders it made, if left empty
     except OSError as exc:
         raise InputError(explain_os_error(exc, path)) from None
     sweep_stale_temporaries(path)

@@ -288,3 +288,12 @@ def test_a_full_disk_without_a_file_name_is_blamed_on_the_output_being_written(t
         with atomic_output(target):
             raise OSError(errno.ENOSPC, "No space left on device")  # e.g. a library that drops the name
     assert leftovers(tmp_path) == []
+
+
+def test_a_failed_run_removes_the_folders_it_made_for_its_outputs(tmp_path):
+    with pytest.raises(RuntimeError):
+        with output_run():
+            with atomic_output(tmp_path / "new" / "deeper" / "stack.tif") as tmp:
+                tmp.write_bytes(b"stack")
+            raise RuntimeError("a later step failed")
+    assert list(tmp_path.iterdir()) == []
