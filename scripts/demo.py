@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -119,6 +118,16 @@ def clear_stale(out: Path) -> list[str]:
     return removed
 
 
+def peak_rss_mb() -> float | None:
+    """This process's own peak resident memory (VmHWM, Linux), None where /proc does not say."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="demo_out",
@@ -191,12 +200,13 @@ def main() -> int:
                              title="Unseen eastern half: TP green, FP red, FN blue")
 
     elapsed = time.perf_counter() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_rss_mb()
     print("\n== Result on the unseen eastern half")
     print(f"   {format_metrics(metrics)}")
     print(f"   validation F1 during training {model['F1']:.3f}, threshold {model['THRESHOLD']:.2f}")
     print(f"   outputs in {out}: stack.tif, model.lmpkg, probability_east.tif, confusion_east.tif, {png.name}")
-    print(f"   runtime {elapsed / 60:.1f} min, peak RSS {peak_mb:.0f} MB")
+    print(f"   runtime {elapsed / 60:.1f} min, peak RSS "
+          f"{f'{peak_mb:.0f} MB' if peak_mb is not None else 'not known here (no /proc)'}")
     print("   the runtime depends on the CPU and on what else runs on it; the scores on the seed and epochs.")
     app.exitQgis()
     f1 = metrics["f1"] or 0.0
