@@ -224,7 +224,7 @@ def polygonize_mask(
     Attributes: area_m2, mean_prob and max_prob (when a probability raster is given), max_slope (with a slope
     raster). Returns the number of polygons written.
     """
-    from osgeo import ogr, osr
+    from osgeo import ogr
 
     options = options or PolygonOptions()
     check_options(options)
@@ -232,32 +232,15 @@ def polygonize_mask(
     ogr.UseExceptions()
     with raster.open_raster(mask_path) as src:
         polys = _closed_gaps(_strip_merged_polygons(src, block, progress), options, src)
-        crs = src.crs
-        to_area = equal_area_transform(crs)
-
-        def area_m2(geom):
-            if to_area is None:
-                return geom.GetArea()
-            g = geom.Clone()
-            g.Transform(to_area)
-            return g.GetArea()
-
+        area_m2 = area_in_m2(src.crs)
         with ExitStack() as stack:
             prob = stack.enter_context(raster.open_raster(probability_path)) if probability_path else None
             slope = None
             if options.slope_raster:
                 slope_ds = stack.enter_context(raster.open_raster(options.slope_raster))
                 slope = stack.enter_context(raster.aligned(slope_ds, src))
-            with atomic_output(out_path) as tmp, raster.ogr_writing(out_path):
-                ds = ogr.GetDriverByName(vector_driver(out_path)).CreateDataSource(str(tmp))
-                srs = osr.SpatialReference()
-                srs.ImportFromWkt(crs.to_wkt())
-                layer = ds.CreateLayer("landslides", srs, ogr.wkbMultiPolygon)
-                for name, kind in (("area_m2", ogr.OFTReal), ("mean_prob", ogr.OFTReal), ("max_prob", ogr.OFTReal),
-                                   ("max_slope", ogr.OFTReal)):
-                    layer.CreateField(ogr.FieldDefn(name, kind))
-                written = 0
-                layer.StartTransaction()
+
+            def rows():
                 for i, geom in enumerate(polys):
                     if i % 200 == 0:
                         check_canceled(progress)
@@ -265,28 +248,67 @@ def polygonize_mask(
                     area = area_m2(geom)
                     if area < options.min_area_m2:
                         continue
-                    feat = ogr.Feature(layer.GetLayerDefn())
-                    feat.SetField("area_m2", float(area))
+                    values = {"area_m2": float(area)}
                     inside, win = polygon_pixels(geom, src)
                     if prob is not None and inside.any():
                         p = raster.read_float(prob, 1, win)[inside]
                         if np.isfinite(p).any():
-                            feat.SetField("mean_prob", float(np.nanmean(p)))
-                            feat.SetField("max_prob", float(np.nanmax(p)))
+                            values.update(mean_prob=float(np.nanmean(p)), max_prob=float(np.nanmax(p)))
                     if slope is not None and inside.any():
                         s = raster.read_float(slope, _band_or_first(slope, "slope"), win)[inside]
                         if np.isfinite(s).any():
-                            feat.SetField("max_slope", float(np.nanmax(s)))
-                    feat.SetGeometry(ogr.ForceToMultiPolygon(geom))
-                    if layer.CreateFeature(feat) != ogr.OGRERR_NONE:
-                        raise OSError(errno.EIO, "writing a polygon failed", str(out_path))
-                    written += 1
-                if layer.CommitTransaction() != ogr.OGRERR_NONE:
-                    raise OSError(errno.EIO, "saving the polygons failed", str(out_path))
-                ds = None
-                check_vector_written(tmp, written, out_path)
+                            values["max_slope"] = float(np.nanmax(s))
+                    yield geom, values
+
+            fields = [(name, ogr.OFTReal) for name in ("area_m2", "mean_prob", "max_prob", "max_slope")]
+            written = write_polygon_layer(out_path, src.crs, "landslides", fields, rows())
     progress.set_progress(100.0)
     progress.log(f"{written} landslide polygons written to {out_path}")
+    return written
+
+
+def area_in_m2(crs):
+    """A function giving a polygon's area in square metres (through an equal-area projection when needed)."""
+    to_area = equal_area_transform(crs)
+
+    def area_m2(geom) -> float:
+        if to_area is None:
+            return geom.GetArea()
+        g = geom.Clone()
+        g.Transform(to_area)
+        return g.GetArea()
+    return area_m2
+
+
+def write_polygon_layer(out_path, crs, layer_name: str, fields, rows) -> int:
+    """Write (geometry, {field: value}) rows as a multipolygon layer in one transaction, read back to check that
+    every feature reached the disk. `fields`: (name, OGR type) or (name, OGR type, width). Returns the count."""
+    from osgeo import ogr, osr
+
+    with atomic_output(out_path) as tmp, raster.ogr_writing(out_path):
+        ds = ogr.GetDriverByName(vector_driver(out_path)).CreateDataSource(str(tmp))
+        srs = osr.SpatialReference()
+        srs.ImportFromWkt(crs.to_wkt())
+        layer = ds.CreateLayer(layer_name, srs, ogr.wkbMultiPolygon)
+        for name, kind, *width in fields:
+            definition = ogr.FieldDefn(name, kind)
+            if width:
+                definition.SetWidth(width[0])
+            layer.CreateField(definition)
+        written = 0
+        layer.StartTransaction()
+        for geom, values in rows:
+            feat = ogr.Feature(layer.GetLayerDefn())
+            for name, value in values.items():
+                feat.SetField(name, value)
+            feat.SetGeometry(ogr.ForceToMultiPolygon(geom))
+            if layer.CreateFeature(feat) != ogr.OGRERR_NONE:
+                raise OSError(errno.EIO, "writing a polygon failed", str(out_path))
+            written += 1
+        if layer.CommitTransaction() != ogr.OGRERR_NONE:
+            raise OSError(errno.EIO, "saving the polygons failed", str(out_path))
+        ds = None
+        check_vector_written(tmp, written, out_path)
     return written
 
 

@@ -2,7 +2,6 @@
 and `class_name`, area and mean probability of that class; strips joined across their borders (bounded memory)."""
 from __future__ import annotations
 
-import errno
 import json
 from contextlib import ExitStack
 from typing import Sequence
@@ -13,10 +12,8 @@ from rasterio.windows import Window
 
 from .. import raster
 from ...common.errors import InputError
-from ...common.outputs import atomic_output
 from ...common.progress import Progress, check_canceled, or_null
-from ..postprocess import (equal_area_transform, merge_across_border, polygon_pixels, touches_row,
-                           vector_driver, check_vector_written)
+from ..postprocess import area_in_m2, merge_across_border, polygon_pixels, touches_row, write_polygon_layer
 
 
 def parse_class_areas(spec, classes: Sequence[dict], default: float = 0.0) -> dict[int, float]:
@@ -99,7 +96,7 @@ def polygonize_classes(class_map, out_path, classes: Sequence[dict], probability
     """Write one polygon per connected patch of each class but the first (background) to a GeoPackage layer
     `classes` (fields class, class_name, area_m2, mean_prob); patches under their class's minimum area are dropped.
     Returns the number of polygons written."""
-    from osgeo import ogr, osr
+    from osgeo import ogr
 
     progress = or_null(progress)
     ogr.UseExceptions()
@@ -109,52 +106,28 @@ def polygonize_classes(class_map, out_path, classes: Sequence[dict], probability
     minimum = min_area_m2 or {}
     with raster.open_raster(class_map) as src:
         done = _class_patches(src, names, background, block, progress)
-        to_area = equal_area_transform(src.crs)
-
-        def area_m2(geom):
-            if to_area is None:
-                return geom.GetArea()
-            g = geom.Clone()
-            g.Transform(to_area)
-            return g.GetArea()
-
+        area_m2 = area_in_m2(src.crs)
         with ExitStack() as stack:
             prob = stack.enter_context(raster.open_raster(probability_path)) if probability_path else None
-            with atomic_output(out_path) as tmp, raster.ogr_writing(out_path):
-                ds = ogr.GetDriverByName(vector_driver(out_path)).CreateDataSource(str(tmp))
-                srs = osr.SpatialReference()
-                srs.ImportFromWkt(src.crs.to_wkt())
-                layer = ds.CreateLayer("classes", srs, ogr.wkbMultiPolygon)
-                name_field = ogr.FieldDefn("class_name", ogr.OFTString)
-                name_field.SetWidth(128)
-                for f in (ogr.FieldDefn("class", ogr.OFTInteger), name_field, ogr.FieldDefn("area_m2", ogr.OFTReal),
-                          ogr.FieldDefn("mean_prob", ogr.OFTReal)):
-                    layer.CreateField(f)
-                written = 0
-                layer.StartTransaction()
+
+            def rows():
                 for value, polys in done.items():
                     for geom in polys:
                         area = area_m2(geom)
                         if area < minimum.get(value, 0.0):
                             continue
-                        feat = ogr.Feature(layer.GetLayerDefn())
-                        feat.SetField("class", int(value))
-                        feat.SetField("class_name", names[value])
-                        feat.SetField("area_m2", float(area))
+                        values = {"class": int(value), "class_name": names[value], "area_m2": float(area)}
                         if prob is not None:
                             inside, win = polygon_pixels(geom, src)
                             if inside.any():
                                 p = raster.read_float(prob, channel[value] + 1, win)[inside]
                                 if np.isfinite(p).any():
-                                    feat.SetField("mean_prob", float(np.nanmean(p)))
-                        feat.SetGeometry(ogr.ForceToMultiPolygon(geom))
-                        if layer.CreateFeature(feat) != ogr.OGRERR_NONE:
-                            raise OSError(errno.EIO, "writing a polygon failed", str(out_path))
-                        written += 1
-                if layer.CommitTransaction() != ogr.OGRERR_NONE:
-                    raise OSError(errno.EIO, "saving the polygons failed", str(out_path))
-                ds = None
-                check_vector_written(tmp, written, out_path)
+                                    values["mean_prob"] = float(np.nanmean(p))
+                        yield geom, values
+
+            fields = [("class", ogr.OFTInteger), ("class_name", ogr.OFTString, 128), ("area_m2", ogr.OFTReal),
+                      ("mean_prob", ogr.OFTReal)]
+            written = write_polygon_layer(out_path, src.crs, "classes", fields, rows())
     progress.set_progress(100.0)
     progress.log(f"{written} class polygons written to {out_path}")
     return written
